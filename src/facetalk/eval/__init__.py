@@ -1,0 +1,1 @@
+"""Measures of a generated talking-head video against real footage (`facetalk eval`)."""

@@ -1,0 +1,48 @@
+"""Assemble the per-frame Motion that drives a renderer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ..types import ANALYSIS_RATE, MOUTH_PARAMS, Motion, Speech
+from .curves import mouth_curves
+from .idle import idle_motion
+
+MouthMode = Literal["speech", "energy", "frozen"]
+MOUTH_MODES: tuple[str, ...] = ("speech", "energy", "frozen")
+
+
+def build_motion(
+    speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "speech"
+) -> Motion:
+    """Mouth curves from the speech cues plus seeded idle blinks, sway and breathing.
+
+    Returns Motion with mouth (n_frames, 6), blink (n_frames,), head (n_frames, 4).
+    still=True keeps the head and eyes as in the source (only the mouth moves).
+    mouth selects the lip motion: "speech" (the cues), or one of the two baselines that
+    `facetalk eval` compares against: "energy" (openness proportional to loudness only)
+    and "frozen" (the mouth never moves).
+    """
+    if mouth == "speech":
+        curves = mouth_curves(speech, fps, n_frames)
+    elif mouth == "energy":
+        curves = energy_mouth(speech, fps, n_frames)
+    elif mouth == "frozen":
+        curves = np.zeros((n_frames, len(MOUTH_PARAMS)), np.float32)
+    else:
+        raise ValueError(f"unknown mouth mode {mouth!r}; use one of {MOUTH_MODES}")
+    blink, head = idle_motion(n_frames, fps, seed, still=still, energy=speech.energy)
+    return Motion(fps=float(fps), mouth=curves, blink=blink, head=head)
+
+
+def energy_mouth(speech: Speech, fps: float, n_frames: int) -> np.ndarray:
+    """Baseline: the jaw opens in proportion to loudness, nothing else moves."""
+    times = np.arange(n_frames) / fps
+    src = np.arange(len(speech.energy)) / ANALYSIS_RATE
+    energy = np.interp(times, src, speech.energy, left=0.0, right=0.0) if len(src) else np.zeros(n_frames)
+    curves = np.zeros((n_frames, len(MOUTH_PARAMS)), np.float32)
+    curves[:, MOUTH_PARAMS.index("open")] = 0.8 * np.clip(energy, 0, 1)
+    curves[:, MOUTH_PARAMS.index("teeth")] = 0.5
+    return curves
