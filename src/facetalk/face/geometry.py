@@ -91,3 +91,72 @@ def bbox(pts: np.ndarray, pad: float = 0.0, shape: tuple[int, int] | None = None
         h, w = shape[:2]
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+# Points that move with the skull but not with speech or expression much: jaw top,
+# brows, nose, eyes. Used to measure head pose and landmark jitter.
+RIGID_POINTS: tuple[int, ...] = (0, 1, 2, 14, 15, 16, *range(17, 48))
+# Eye contour point order per eye: corner, upper, upper, corner, lower, lower.
+_EYES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
+
+
+def eye_aspect_ratio(lm: np.ndarray) -> float | np.ndarray:
+    """Mean eye aspect ratio of both eyes (Soukupova & Cech 2016) on (68,2) or (n,68,2).
+
+    Lid gap over eye width: about 0.25-0.35 when open, under ~0.15 when closed.
+    """
+    lm = np.asarray(lm, dtype=np.float64)
+    ears = []
+    for c0, u1, u2, c1, l2, l1 in _EYES:
+        gap = np.linalg.norm(lm[..., u1, :] - lm[..., l1, :], axis=-1) + np.linalg.norm(
+            lm[..., u2, :] - lm[..., l2, :], axis=-1
+        )
+        width = np.linalg.norm(lm[..., c1, :] - lm[..., c0, :], axis=-1)
+        ears.append(gap / np.maximum(2 * width, 1e-6))
+    out = (ears[0] + ears[1]) / 2
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def mouth_region_box(
+    lm: np.ndarray, pad: float = 0.5, shape: tuple[int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """Integer box (x0, y0, x1, y1) around the mouth and chin, padded by pad times the
+    inter-ocular distance on every side, clipped to an image of shape (h, w) when given.
+
+    Covers the lips (48-67) and the lower jaw (5-11), which moves when the mouth opens.
+    """
+    lm = np.asarray(lm, dtype=np.float64)
+    pts = np.concatenate([lm[MOUTH], lm[5:12]])
+    grow = pad * interocular(lm)
+    x0, y0 = pts.min(axis=0) - grow
+    x1, y1 = pts.max(axis=0) + grow
+    if shape is not None:
+        h, w = shape[:2]
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+def rigid_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (..., 2) and scale (...,) of the rigid points of (68,2) or (n,68,2) landmarks:
+    their centroid and RMS distance from it. Unaffected by mouth opening and roll."""
+    pts = np.asarray(lm, dtype=np.float64)[..., list(RIGID_POINTS), :]
+    centre = pts.mean(axis=-2)
+    scale = np.sqrt(((pts - centre[..., None, :]) ** 2).sum(axis=-1).mean(axis=-1))
+    return centre, scale
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 similarity (rotation, uniform scale, shift) mapping (k,2) src onto
+    (k,2) dst (Umeyama without reflection)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    ms, md = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - ms, dst - md
+    # complex-number form: d ~ z * s with z = a + ib
+    denom = (s**2).sum()
+    if denom < 1e-12:
+        raise ValueError("degenerate points: all coincide")
+    a = (s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum() / denom
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / denom
+    m = np.array([[a, -b], [b, a]])
+    return np.hstack([m, (md - m @ ms)[:, None]])
