@@ -223,3 +223,19 @@ def test_analyse_speech_reports_progress_and_is_deterministic(tmp_path: Path) ->
     assert a.cues[0].start == 0 and a.cues[-1].end == pytest.approx(a.duration)
     assert all(p.end <= q.start + 1e-9 for p, q in zip(a.cues, a.cues[1:]))
     assert len(a.energy) == len(a.voiced) == int(np.ceil(a.duration * 100))
+
+
+def test_compound_words_missing_from_the_dictionary_align(tmp_path, aligner):
+    """A made-up compound ("facetalk") is pronounced from its parts and aligns."""
+    from facetalk.speech.align import align_words
+    from facetalk.speech.text import compound_phones, normalise_transcript
+
+    lookup = aligner.decoder().lookup_word
+    assert compound_phones("facetalk", lookup) == lookup("face").split() + lookup("talk").split()
+    assert compound_phones("zzqx", lookup) is None
+    text = "I am a talking portrait made by facetalk and it runs on your computer"
+    wav = tmp_path / "compound.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+    words = align_words(load(wav), normalise_transcript(text), aligner)
+    spoken = [w.text for w in words if w.text != "<sil>"]
+    assert "facetalk" in spoken

@@ -230,5 +230,28 @@ def pronounce(word: str, lookup: Callable[[str], str | None]) -> tuple[str, list
         bare = word.replace("'", "")
         if lookup(bare) is not None:
             return bare, None
-        return bare, letter_to_sound(bare) or ["AH"]
-    return word, letter_to_sound(word) or ["AH"]
+        return bare, compound_phones(bare, lookup) or letter_to_sound(bare) or ["AH"]
+    return word, compound_phones(word, lookup) or letter_to_sound(word) or ["AH"]
+
+
+def compound_phones(word: str, lookup: Callable[[str], str | None], max_parts: int = 3) -> list[str] | None:
+    """Phones of a word the dictionary lacks but whose parts it has ("facetalk" = face + talk).
+
+    Letter-to-sound rules get such compounds wrong often enough to derail alignment
+    ("face" read as F AE S EH), so a split into the fewest dictionary words (each of two
+    letters or more) is tried first.
+    """
+    n = len(word)
+    best: list[list[str] | None] = [None] * (n + 1)
+    best[0] = []
+    for i in range(n):
+        if best[i] is None or len(best[i]) >= max_parts:
+            continue
+        for j in range(i + 2, n + 1):
+            piece = word[i:j]
+            if lookup(piece) is not None and (best[j] is None or len(best[i]) + 1 < len(best[j])):
+                best[j] = best[i] + [piece]
+    parts = best[n]
+    if not parts or len(parts) < 2:
+        return None
+    return [ph for part in parts for ph in lookup(part).split()]
