@@ -1,0 +1,211 @@
+"""The `facetalk` command: a thin shell over facetalk.pipeline.
+
+Errors a user can cause print one line and exit with code 2; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .context import RunContext
+from .errors import FacetalkError, InputError
+from .framing import parse_size
+from .progress import BarProgress, JsonProgress, quiet
+
+DEMO_TEXT = (
+    "Hello! I am a talking portrait made by facetalk. "
+    "My lips follow every word you give me, and it all runs on your own computer."
+)
+
+
+def _read_transcript(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"transcript file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read transcript {path}: {e}") from None
+
+
+def _context(seed: int, quiet_flag: bool, json_progress: bool) -> tuple[RunContext, object]:
+    if json_progress:
+        sink = JsonProgress()
+    elif quiet_flag or not sys.stderr.isatty():
+        sink = quiet
+    else:
+        sink = BarProgress()
+    return RunContext(progress=sink, seed=seed), sink
+
+
+def _finish(sink, ctx: RunContext, quiet_flag: bool) -> None:
+    if isinstance(sink, BarProgress):
+        sink.close()
+    for w in ctx.warnings:
+        if isinstance(sink, JsonProgress):
+            sink.emit("warning", message=w)
+        elif not quiet_flag:
+            click.echo(f"facetalk: warning: {w}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="facetalk")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(click_ctx: click.Context, debug: bool) -> None:
+    """Talking video from a photo or video of a person and speech, on your own computer."""
+    click_ctx.obj = {"debug": debug}
+
+
+def render_options(f):
+    """Options shared by every command that renders."""
+    opts = [
+        click.option("--face", required=True, help="Photo (jpg, png, webp) or video (mp4, mov, mkv, webm) of the person."),
+        click.option("--audio", required=True, help="Speech: wav, mp3, m4a, flac, ogg (or a video's soundtrack)."),
+        click.option("-o", "--output", required=True, help="The MP4 to write."),
+        click.option("--transcript", type=click.Path(dir_okay=False), help="Text file of the words spoken: precise lip-sync by forced alignment."),
+        click.option("--fps", type=float, default=None, help="Frames per second of the output [default: 25 for a photo, the video's own rate]."),
+        click.option("--size", default=None, help="Output size WIDTHxHEIGHT or a long side; default the input's, capped at 1920."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for idle motion (blinks, sway)."),
+        click.option("--still", is_flag=True, help="No blinks, head sway or breathing on a photo."),
+        click.option("--face-index", type=int, default=None, help="Which face when there are several (0 = largest)."),
+        click.option("--renderer", default="warp", show_default=True, help="Renderer plug-in."),
+        click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default="mean", show_default=True),
+        click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better)."),
+        click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors."),
+        click.option("--json-progress", is_flag=True, help="One JSON event per line on stderr."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@render_options
+def render(face, audio, output, transcript, fps, size, seed, still, face_index, renderer, color_match, crf, quiet_flag, json_progress):
+    """Render FACE speaking AUDIO into an MP4."""
+    from .pipeline import RenderRequest, render as run_render
+
+    request = RenderRequest(
+        face=face, audio=audio, output=output, transcript=_read_transcript(transcript), fps=fps,
+        size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
+        color_match=color_match, crf=crf,
+    )
+    ctx, sink = _context(seed, quiet_flag, json_progress)
+    try:
+        result = run_render(request, ctx)
+    finally:
+        _finish(sink, ctx, quiet_flag)
+    if isinstance(sink, JsonProgress):
+        sink.emit("result", **result.to_dict())
+    elif not quiet_flag:
+        click.echo(f"wrote {result.output} ({result.width}x{result.height}, {result.duration:.2f} s, lip-sync from {result.speech_method})")
+
+
+@cli.command()
+@click.argument("audio")
+@click.option("--transcript", type=click.Path(dir_okay=False), help="Text file of the words spoken.")
+@click.option("--format", "fmt", type=click.Choice(["json", "tsv"]), default="tsv", show_default=True)
+@click.option("-o", "--output", default=None, help="Write to this file instead of standard output.")
+@click.option("--quiet", "quiet_flag", is_flag=True)
+def cues(audio, transcript, fmt, output, quiet_flag):
+    """Print the mouth-shape timeline of AUDIO (Rhubarb shapes A-H and X)."""
+    from .pipeline import speech_only
+    from .speech.export import cues_to_json, cues_to_tsv
+
+    ctx = RunContext()
+    speech = speech_only(audio, _read_transcript(transcript), ctx)
+    text = cues_to_json(speech.cues, audio, speech.duration) if fmt == "json" else cues_to_tsv(speech.cues)
+    _finish(quiet, ctx, quiet_flag)
+    if output:
+        _write_atomic(Path(output), text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command()
+@click.option("-o", "--output", default="demo.mp4", show_default=True)
+@click.option("--text", default=DEMO_TEXT, help="What the demo face says.")
+@click.option("--quiet", "quiet_flag", is_flag=True)
+@click.option("--json-progress", is_flag=True)
+def demo(output, text, quiet_flag, json_progress):
+    """Render a demo: a face shipped with scikit-image says TEXT, spoken by espeak-ng."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    from .pipeline import RenderRequest, render as run_render
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise FacetalkError("espeak-ng not found: install it with 'apt-get install espeak-ng'")
+    with tempfile.TemporaryDirectory(prefix="facetalk-demo-") as tmp:
+        face = Path(tmp) / "astronaut.png"
+        Image.fromarray(np.asarray(skimage.data.astronaut())).save(face)
+        speech = Path(tmp) / "speech.wav"
+        subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(speech), text], check=True, capture_output=True)
+        request = RenderRequest(face=str(face), audio=str(speech), output=output, transcript=text)
+        ctx, sink = _context(0, quiet_flag, json_progress)
+        try:
+            result = run_render(request, ctx)
+        finally:
+            _finish(sink, ctx, quiet_flag)
+    if not quiet_flag:
+        click.echo(f"wrote {result.output} ({result.width}x{result.height}, {result.duration:.2f} s)")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    if not path.parent.is_dir():
+        raise FacetalkError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FacetalkError(f"cannot write {path}: {e.strerror}") from None
+
+
+from .eval.cli import bench_command, eval_command  # noqa: E402 - commands defined in their own package
+
+cli.add_command(eval_command)
+cli.add_command(bench_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: maps user errors to one line and exit code 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("FACETALK_DEBUG"))
+    try:
+        rv = cli.main(args=argv, prog_name="facetalk", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except FacetalkError as e:
+        if debug:
+            raise
+        click.echo(f"facetalk: error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("facetalk: interrupted", err=True)
+        return 130
+    except Exception as e:  # a bug, not the user's fault: one line unless --debug
+        if debug:
+            raise
+        click.echo(f"facetalk: internal error: {type(e).__name__}: {e} (run with --debug for details)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

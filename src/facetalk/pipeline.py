@@ -1,0 +1,288 @@
+"""The public entry point: render(request, context) -> result.
+
+The stages run in order, each a plain function of the one before:
+media -> speech -> motion, face -> render -> composite -> encode.
+Frames stream through render, composite and encode, so memory does not grow with the
+length of the audio.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .composite import paste
+from .context import RunContext
+from .errors import InputError, NoFaceError
+from .face import geometry
+from .face.detect import find_faces, select_face
+from .face.models import FaceModels
+from .face.track import FaceTrack, track_faces, track_image
+from .framing import Framing, plan_framing
+from .media.audio import load_audio
+from .media.encode import VideoWriter, check_output_path
+from .media.formats import classify
+from .media.image import load_image
+from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
+from .motion.build import build_motion
+from .render.base import Renderer, get_renderer
+from .render.headpose import apply_head_motion
+from .speech.analyse import analyse_speech
+from .types import Motion, Speech
+
+
+@dataclass
+class RenderRequest:
+    """Everything a render needs; serialisable, so a job can store and replay it."""
+
+    face: str  # photo or video of the person
+    audio: str  # speech recording (any supported audio or video file)
+    output: str  # .mp4 to write
+    transcript: str | None = None  # the words spoken (text); enables forced alignment
+    fps: float | None = None  # None: 25 for a photo, the video's own rate for a video
+    size: tuple[int, int] | int | None = None  # (w, h), a long side, or None: the input's
+    seed: int = 0
+    still: bool = False  # no idle life (blinks, sway, breathing) for a photo
+    face_index: int | None = None  # which face when several: None = largest
+    renderer: str = "warp"
+    color_match: str = "mean"
+    crf: int = 18
+    mouth: str = "speech"  # "speech", or a baseline for eval: "energy", "frozen"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RenderResult:
+    output: Path
+    width: int
+    height: int
+    fps: float
+    n_frames: int
+    duration: float
+    speech_method: str
+    frames_without_face: int
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output"] = str(self.output)
+        return d
+
+
+class _Timer:
+    """Accumulates wall time per stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
+
+
+def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None) -> RenderResult:
+    """Render a talking video. Raises FacetalkError subclasses for bad input."""
+    ctx = ctx or RunContext(seed=request.seed)
+    models = models or FaceModels()
+    timer = _Timer()
+    t = time.perf_counter()
+
+    # 1. check inputs and output before any heavy work
+    output = Path(request.output)
+    check_output_path(output)
+    face_kind = classify(request.face, role="--face")
+    classify(request.audio, role="--audio")
+    renderer = get_renderer(request.renderer)
+    if request.fps is not None and not 1 <= request.fps <= 120:
+        raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
+    is_photo = face_kind == "image"
+    info = None if is_photo else probe_video(request.face)
+    fps = request.fps or (25.0 if is_photo else info.fps)
+    ctx.report("media", 0.0, "reading audio")
+    audio = load_audio(request.audio)
+    t = timer.add("decode", t)
+
+    # 2. speech -> mouth cues
+    speech = analyse_speech(audio, request.transcript, ctx)
+    t = timer.add("speech", t)
+
+    # 3. cues -> per-frame motion; the video frame count follows the audio
+    n_frames = max(1, int(round(audio.duration * fps)))
+    motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo, mouth=request.mouth)
+    t = timer.add("motion", t)
+
+    if is_photo:
+        frames, framing, missing = _photo_frames(request, models, renderer, motion, ctx, timer)
+    else:
+        frames, framing, missing = _video_frames(request, info, models, renderer, motion, ctx, timer)
+
+    metadata = {
+        "comment": f"AI-generated with facetalk {__version__} (renderer {request.renderer})",
+        "encoder_tool": f"facetalk {__version__}",
+    }
+    with VideoWriter(
+        output, framing.width, framing.height, fps, audio_path=request.audio, crf=request.crf, metadata=metadata
+    ) as writer:
+        t = time.perf_counter()
+        for k, frame in enumerate(frames):
+            t = timer.add("frames", t)
+            writer.write(frame)
+            t = timer.add("encode", t)
+            if k % 10 == 0 or k == n_frames - 1:
+                ctx.report("render", (k + 1) / n_frames, f"frame {k + 1}/{n_frames}")
+        t = time.perf_counter()
+    timer.add("encode", t)
+    ctx.report("done", 1.0, str(output))
+
+    if missing[0]:
+        ctx.warn(f"no face in {missing[0]} of {n_frames} frames of {request.face}; those frames are unchanged")
+    return RenderResult(
+        output=output,
+        width=framing.width,
+        height=framing.height,
+        fps=fps,
+        n_frames=n_frames,
+        duration=n_frames / fps,
+        speech_method=speech.method,
+        frames_without_face=missing[0],
+        warnings=list(ctx.warnings),
+        timings=dict(timer.seconds),
+    )
+
+
+def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
+    t = time.perf_counter()
+    loaded = load_image(request.face)
+    if loaded.note:
+        ctx.warn(loaded.note)
+    image = loaded.rgb
+    t = timer.add("decode", t)
+    ctx.report("face", 0.0, "finding the face")
+    boxes = find_faces(models, image)
+    if not boxes:
+        raise NoFaceError(f"no face found in {request.face}; use a photo with one clear, frontal face")
+    box = select_face(boxes, request.face_index)
+    centre = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+    framing = plan_framing(image.shape[1], image.shape[0], request.size, centre)
+    image = framing.apply(image)
+    landmarks = track_image(models, image, face_index=request.face_index, source=request.face)
+    renderer.prepare(image, landmarks)
+    t = timer.add("face", t)
+    ctx.report("face", 1.0, "face ready")
+
+    def frames() -> Iterator[np.ndarray]:
+        t = time.perf_counter()
+        for k in range(motion.n_frames):
+            ctx.check_cancelled()
+            frame, lm = image, landmarks
+            if not request.still:
+                frame, lm = apply_head_motion(image, landmarks, motion.head[k])
+            t = timer.add("idle", t)
+            patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]))
+            t = timer.add("render", t)
+            out = paste(frame, patch, request.color_match) if patch is not None else frame
+            t = timer.add("composite", t)
+            yield out
+            t = time.perf_counter()
+
+    return frames(), framing, [0]
+
+
+def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
+    t = time.perf_counter()
+    centre = _first_face_centre(request, models, info)
+    framing = plan_framing(info.width, info.height, request.size, centre)
+    t = timer.add("decode", t)
+
+    # pass 1: track the face over the whole source video (landmarks only, frames streamed)
+    ctx.report("face", 0.0, "tracking the face")
+    n_src = info.n_frames
+
+    def on_progress(i: int) -> None:
+        ctx.report("face", min(1.0, i / max(1, n_src)), f"frame {i}/{n_src}")
+
+    source = (framing.apply(f) for f in iter_frames(request.face))
+    track = track_faces(source, models, face_index=request.face_index, fps=info.fps, progress=on_progress)
+    n_src = len(track.present)
+    if n_src == 0:
+        raise InputError(f"no frames could be decoded from {request.face}")
+    if not track.present.any():
+        raise NoFaceError(f"no face found in any frame of {request.face}; use a video showing one clear face")
+    reader = FrameReader(request.face)
+    ref = _reference_index(track)
+    renderer.prepare(framing.apply(reader.get(ref)), track.landmarks[ref])
+    t = timer.add("face", t)
+    ctx.report("face", 1.0, f"face in {int(track.present.sum())} of {n_src} frames")
+
+    missing = [0]
+
+    def frames() -> Iterator[np.ndarray]:
+        # the source is sampled by time, so a 22.13 fps clip rendered at 25 fps keeps its pace;
+        # audio longer than the video: ping-pong (forward, back, forward...), never a jump cut
+        step = info.fps / motion.fps
+        t = time.perf_counter()
+        for k in range(motion.n_frames):
+            ctx.check_cancelled()
+            i = pingpong_index(int(k * step + 1e-6), n_src)
+            frame = framing.apply(reader.get(i))
+            t = timer.add("decode", t)
+            if not track.present[i]:
+                missing[0] += 1
+                yield frame
+                t = time.perf_counter()
+                continue
+            patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0)
+            t = timer.add("render", t)
+            out = paste(frame, patch, request.color_match) if patch is not None else frame
+            t = timer.add("composite", t)
+            yield out
+            t = time.perf_counter()
+
+    return frames(), framing, missing
+
+
+def _first_face_centre(request, models: FaceModels, info) -> tuple[float, float] | None:
+    """Centre of the face in the first frames, to keep it in view when cropping to an aspect."""
+    if request.size is None or isinstance(request.size, int):
+        return None
+    for i, frame in enumerate(iter_frames(request.face)):
+        boxes = find_faces(models, frame)
+        if boxes:
+            b = select_face(boxes, request.face_index)
+            return ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2)
+        if i >= 50:
+            break
+    return None
+
+
+def _reference_index(track: FaceTrack) -> int:
+    """A frame with the mouth nearly closed and the head near its usual pose."""
+    idx = np.flatnonzero(track.present)
+    lm = track.landmarks[idx]
+    openness = geometry.mouth_openness(lm)
+    # prefer frames whose nose tip sits near the median (frontal, typical pose)
+    nose = lm[:, 30] - lm[:, 27]
+    iod = np.linalg.norm(lm[:, 45] - lm[:, 36], axis=1)
+    pose = np.linalg.norm((nose - np.median(nose, axis=0)) / iod[:, None], axis=1)
+    score = openness + 0.5 * pose
+    return int(idx[int(np.argmin(score))])
+
+
+def speech_only(audio_path: str, transcript: str | None, ctx: RunContext | None = None) -> Speech:
+    """The speech stage alone (for `facetalk cues`)."""
+    ctx = ctx or RunContext()
+    classify(audio_path, role="audio")
+    return analyse_speech(load_audio(audio_path), transcript, ctx)
+
+
+__all__ = ["RenderRequest", "RenderResult", "render", "speech_only", "Framing"]
