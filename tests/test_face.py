@@ -240,3 +240,15 @@ def test_absent_frames_stay_absent_and_frames_are_streamed(models):
     assert np.isnan(track.landmarks[~track.present]).all()
     assert np.isfinite(track.landmarks[track.present]).all()
     assert done == list(range(1, len(pattern) + 1))
+
+
+def test_weak_false_positive_beside_a_real_face_is_dropped():
+    from facetalk.face.detect import FaceBox, drop_doubtful
+
+    face = FaceBox(179, 83, 266, 170, 1.46)
+    badge = FaceBox(123, 330, 227, 434, 0.08)  # larger than the face, as on the astronaut's mission patch
+    assert drop_doubtful([badge, face]) == [face]
+    turned = FaceBox(10, 10, 60, 60, 0.12)
+    assert drop_doubtful([turned]) == [turned], "a weak face alone is still a face"
+    two = [FaceBox(0, 0, 90, 90, 1.1), FaceBox(200, 0, 260, 60, 0.7)]
+    assert drop_doubtful(two) == two

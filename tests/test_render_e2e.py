@@ -41,10 +41,12 @@ def astronaut_png(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo_render(tmp_path_factory, astronaut_png, speech_with_pause):
-    """The astronaut speaking two sentences with a pause, with the transcript, kept still."""
+    """The astronaut speaking two sentences with a pause, with the transcript, kept still.
+
+    Encoded losslessly (crf 0) so pixels can be compared with the source exactly."""
     out = tmp_path_factory.mktemp("out") / "astronaut.mp4"
     result = render(RenderRequest(face=str(astronaut_png), audio=str(speech_with_pause["path"]), output=str(out),
-                                  transcript=speech_with_pause["transcript"], still=True))
+                                  transcript=speech_with_pause["transcript"], still=True, crf=0))
     frames, fps = decode_video(out)
     return {"result": result, "frames": frames, "fps": fps, "path": out}
 
@@ -69,9 +71,12 @@ def test_photo_mouth_opens_in_speech_and_closes_in_silence(photo_render, speech_
     s0, s1 = speech_with_pause["silence"]
     silent = (t > s0 + 0.25) & (t < s1 - 0.25)
     speaking = (t > 0.6) & (t < s0 - 0.1)
-    assert np.nanmax(opening[silent]) < rest + 0.06, "mouth must be closed in the pause"
-    assert np.nanpercentile(opening[speaking], 90) > rest + 0.15, "mouth must open clearly while speaking"
-    assert np.nanmean(opening[speaking]) > np.nanmean(opening[silent]) + 0.08
+    closed = np.nanmedian(opening[silent])
+    # the photo smiles with teeth (dlib puts the inner lips on the teeth): in the pause the
+    # render closes the mouth further than the photo, never opens it
+    assert np.nanmax(opening[silent]) < min(rest, 0.08) + 0.03, "mouth must be closed in the pause"
+    assert np.nanpercentile(opening[speaking], 90) > closed + 0.15, "mouth must open clearly while speaking"
+    assert np.nanmean(opening[speaking]) > closed + 0.08
 
 
 def test_photo_mouth_follows_speech_energy(photo_render, speech_with_pause, face_models):
@@ -84,17 +89,25 @@ def test_photo_mouth_follows_speech_energy(photo_render, speech_with_pause, face
     assert r > 0.4, f"mouth openness should follow speech loudness (r={r:.2f})"
 
 
-def test_photo_face_outside_mouth_unchanged(photo_render, astronaut_png, face_models):
-    source = np.asarray(Image.open(astronaut_png).convert("RGB")).astype(np.float32)
-    lm = detect_landmarks(face_models, source.astype(np.uint8))
+def test_photo_face_outside_mouth_unchanged(photo_render, astronaut_png, face_models, tmp_path):
+    """Above the nose every frame equals the photo passed through the same lossless encode."""
+    from facetalk.media.encode import VideoWriter
+
+    source = np.asarray(Image.open(astronaut_png).convert("RGB"))
+    floor_path = tmp_path / "floor.mp4"
+    with VideoWriter(floor_path, source.shape[1], source.shape[0], 25.0, crf=0) as w:
+        for _ in range(3):
+            w.write(source)
+    floor = decode_video(floor_path)[0][1].astype(np.float32)
+    lm = detect_landmarks(face_models, source)
     x0, y0, x1, y1 = geometry.bbox(lm, pad=0.1, shape=source.shape)
-    nose_y = int(lm[33, 1])
-    upper = slice(y0, nose_y - 5), slice(x0, x1)
+    upper = slice(y0, int(lm[30, 1])), slice(x0, x1)  # down to the nose tip; the upper lip may pull the skin below
+    codec = np.abs(floor[upper] - source.astype(np.float32)[upper]).mean()
     for frame in photo_render["frames"][::10]:
-        diff = np.abs(frame.astype(np.float32)[upper] - source[upper]).mean()
-        assert diff < 3.0, f"eyes/brows/forehead must not change (mean abs diff {diff:.2f})"
+        diff = np.abs(frame.astype(np.float32)[upper] - floor[upper]).mean()
+        assert diff < 0.2, f"eyes/brows/forehead must not change (diff {diff:.2f}; codec alone {codec:.2f})"
     # far away from the face (background) too
-    assert np.abs(photo_render["frames"][40].astype(np.float32)[:, :100] - source[:, :100]).mean() < 2.0
+    assert np.abs(photo_render["frames"][40].astype(np.float32)[:, :100] - floor[:, :100]).max() == 0
 
 
 def test_idle_life_moves_a_photo(tmp_path, astronaut_png, speech_with_pause, face_models):

@@ -142,7 +142,21 @@ def find_faces(
             # the upsample pass scans 4x the pixels of the copy it is given
             up_scale = min(scale, float(np.sqrt(MAX_FALLBACK_PIXELS / 4 / (h * w))))
             boxes = detect_scaled(models, rgb, up_scale, 1, max(min_score, UPSAMPLE_MIN_SCORE))
-    return sorted(boxes, key=lambda b: b.area, reverse=True)
+    return sorted(drop_doubtful(boxes), key=lambda b: b.area, reverse=True)
+
+
+def drop_doubtful(boxes: list[FaceBox], confident: float = 0.5, margin: float = 0.5) -> list[FaceBox]:
+    """Drop weak detections beside a much stronger one.
+
+    HOG fires weakly (scores ~0.05-0.1) on round, face-like patterns such as a badge;
+    when such a box is larger than the real face, "largest" would pick it. A weak box
+    is kept only when no detection beats it by more than `margin` (a turned or small face
+    alone in the image scores low too, and must still be found).
+    """
+    if not boxes:
+        return boxes
+    best = max(b.score for b in boxes)
+    return [b for b in boxes if b.score >= confident or b.score >= best - margin]
 
 
 def select_face(boxes: list[FaceBox], index: int | None = None, source: str = "the image") -> FaceBox:
