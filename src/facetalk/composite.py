@@ -53,6 +53,13 @@ def paste(frame: np.ndarray, patch: Patch | None, color_match: str = "mean") -> 
     x1, y1 = min(patch.x0 + pw, w_img), min(patch.y0 + ph, h_img)
     if x1 <= x0 or y1 <= y0:
         return out
+    # only the box where the mask is non-zero is blended; the rest is the frame as it was
+    live = patch.mask[y0 - patch.y0 : y1 - patch.y0, x0 - patch.x0 : x1 - patch.x0] > 0
+    rows, cols = np.flatnonzero(live.any(axis=1)), np.flatnonzero(live.any(axis=0))
+    if not len(rows):
+        return out
+    x0, x1 = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+    y0, y1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
     sy, sx = slice(y0 - patch.y0, y1 - patch.y0), slice(x0 - patch.x0, x1 - patch.x0)
     mask = patch.mask[sy, sx].astype(np.float32)
     src = patch.image[sy, sx].astype(np.float32)

@@ -29,10 +29,11 @@ from .media.audio import load_audio
 from .media.encode import VideoWriter, check_output_path
 from .media.formats import classify
 from .media.image import load_image
+from .prefetch import prefetch
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
 from .motion.build import build_motion
 from .render.base import Renderer, get_renderer
-from .render.headpose import apply_head_motion
+from .render.headpose import HeadMotion
 from .speech.analyse import analyse_speech
 from .types import Motion, Speech
 
@@ -134,7 +135,7 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
         output, framing.width, framing.height, fps, audio_path=request.audio, crf=request.crf, metadata=metadata
     ) as writer:
         t = time.perf_counter()
-        for k, frame in enumerate(frames):
+        for k, frame in enumerate(prefetch(frames)):
             t = timer.add("frames", t)
             writer.write(frame)
             t = timer.add("encode", t)
@@ -180,13 +181,15 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
     t = timer.add("face", t)
     ctx.report("face", 1.0, "face ready")
 
+    head = None if request.still else HeadMotion(image, landmarks)
+
     def frames() -> Iterator[np.ndarray]:
         t = time.perf_counter()
         for k in range(motion.n_frames):
             ctx.check_cancelled()
             frame, lm = image, landmarks
-            if not request.still:
-                frame, lm = apply_head_motion(image, landmarks, motion.head[k])
+            if head is not None:
+                frame, lm = head.apply(motion.head[k])
             t = timer.add("idle", t)
             patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]))
             t = timer.add("render", t)

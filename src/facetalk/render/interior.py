@@ -196,11 +196,11 @@ def paint_interior(
         img = img * (1 - tongue_a[..., None]) + (look.tongue * shade[..., None]) * tongue_a[..., None]
 
     # teeth: upper row fixed below the closed lip line, lower row fixed to the jaw
-    stomion = _lip_line(closed, [60, 61, 62, 63, 64])
+    st = _lip_line(closed, [60, 61, 62, 63, 64])(cx)  # the closed lip line, under each pixel
     sx = cx - mid
     teeth_amount = params.get("teeth", 0.0)
     arch = (sx / TEETH_HALF_SPAN) ** 2
-    edge = stomion(cx) + 0.025 - 0.08 * (1 - teeth_amount) - 0.045 * arch
+    edge = st + 0.025 - 0.08 * (1 - teeth_amount) - 0.045 * arch
     # small notches at the tooth corners so the incisal edge is not one straight line
     edge_px = 1.0 / px_per_unit
     notch = np.zeros_like(cx)
@@ -214,20 +214,20 @@ def paint_interior(
     edge = edge - 0.012 * notch
     upper_a = _smoothstep((edge - cy) * px_per_unit + 0.5) * _smoothstep((1.25 - np.abs(sx) / TEETH_HALF_SPAN) / 0.5)
     fade = 1 - 0.6 * np.clip(np.abs(sx) / TEETH_HALF_SPAN, 0, 1.3) ** 2  # arch turns into shadow
-    depth = np.clip(cy - stomion(cx) + 0.06, 0, 0.12) / 0.12  # slightly translucent at the tip
+    depth = np.clip(cy - st + 0.06, 0, 0.12) / 0.12  # slightly translucent at the tip
     tooth_rgb = look.teeth[None, None, :] * (fade * (0.97 - 0.12 * depth ** 3) * (1 - 0.35 * gaps_line))[..., None]
     tooth_rgb = np.clip(tooth_rgb, 0, 1)
     if look.teeth_texture is not None and look.teeth_alpha is not None:
-        tex_rgb, tex_a = _sample_texture(look, sx, cy - stomion(cx))
+        tex_rgb, tex_a = _sample_texture(look, sx, cy - st)
         # the person's own teeth show as far down as the teeth amount lets them
-        tex_edge = stomion(cx) + 0.14 - 0.17 * (1 - teeth_amount)
+        tex_edge = st + 0.14 - 0.17 * (1 - teeth_amount)
         tex_a = tex_a * _smoothstep((tex_edge - cy) * px_per_unit + 0.5)
         tooth_rgb = tooth_rgb * (1 - tex_a[..., None]) + tex_rgb * tex_a[..., None]
         upper_a = np.maximum(upper_a * (1 - np.minimum(1, 2 * tex_a)), tex_a)
     img = img * (1 - upper_a[..., None]) + tooth_rgb * upper_a[..., None]
 
     drop = JAW_DROP * params.get("open", 0.0)
-    low_top = stomion(cx) - 0.03 + 0.97 * drop + 0.04 * (sx / 0.3) ** 2
+    low_top = st - 0.03 + 0.97 * drop + 0.04 * (sx / 0.3) ** 2
     lower_a = (_smoothstep((cy - low_top) * px_per_unit + 0.5) * _smoothstep((1.0 - np.abs(sx) / 0.3) / 0.4)
                * teeth_amount * _smoothstep((drop - 0.08) / 0.1))
     low_rgb = look.teeth[None, None, :] * (0.72 * (1 - 0.5 * np.clip(np.abs(sx) / 0.3, 0, 1) ** 2)

@@ -161,9 +161,9 @@ class WarpRenderer:
         disp = np.concatenate([src_pts - dst_pts, np.zeros((len(border), 2))])
         inside = (ctrl[:, 0] > 0.5) & (ctrl[:, 0] < w - 1.5) & (ctrl[:, 1] > 0.5) & (ctrl[:, 1] < h - 1.5)
         keep = inside | (np.arange(len(ctrl)) >= len(ctrl) - len(border))
-        # the field is smooth, so on big faces it is built on a coarser grid (about a
-        # hundredth of the inter-ocular distance) and upsampled; the pixels are not
-        step = max(1, int(round(iod / 100)))
+        # the field is smooth (blurred by `smooth` IOD below), so it is built on a grid of
+        # a fiftieth of the inter-ocular distance and upsampled; the pixels are not
+        step = max(1, int(round(iod / 50)))
         gh, gw = -(-h // step), -(-w // step)
         field = piecewise_affine_field((ctrl[keep] + 0.5) / step - 0.5, disp[keep], gh, gw)
         # soften the creases along triangle edges; a small blur, so lips keep their place
