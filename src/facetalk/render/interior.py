@@ -200,7 +200,7 @@ def paint_interior(
     sx = cx - mid
     teeth_amount = params.get("teeth", 0.0)
     arch = (sx / TEETH_HALF_SPAN) ** 2
-    edge = st + 0.025 - 0.08 * (1 - teeth_amount) - 0.045 * arch
+    edge = st + 0.075 - 0.07 * (1 - teeth_amount) - 0.045 * arch  # crown visible ~0.07 IOD, as in speech
     # small notches at the tooth corners so the incisal edge is not one straight line
     edge_px = 1.0 / px_per_unit
     notch = np.zeros_like(cx)
