@@ -15,8 +15,9 @@ import pytest
 
 from facetalk.composite import paste
 from facetalk.face.detect import FaceBox, detect_faces, find_landmarks
-from facetalk.face.geometry import interocular, mouth_openness
+from facetalk.face.geometry import bbox, interocular, mouth_openness
 from facetalk.face.models import FaceModels
+from facetalk.render.base import get_renderer
 from facetalk.render.headpose import apply_head_motion
 from facetalk.render.mouth_shape import neutral_from, target_landmarks
 from facetalk.render.warp import WarpRenderer
@@ -149,3 +150,27 @@ def test_head_motion_moves_head_not_background(models):
     same, lm2 = apply_head_motion(img, lm, np.array([0.0, 0.0, 0.0, 1.0]))
     assert np.array_equal(same, img) and np.allclose(lm2, lm)
     assert interocular(moved) == pytest.approx(1.01 * interocular(lm), rel=1e-3)
+
+
+def test_teeth_learned_from_open_mouth_frames_of_a_video(media, face_models):
+    """A video's closed-mouth reference shows no teeth; its open frames teach them."""
+    import av
+
+    from facetalk.face.track import track_faces
+    from facetalk.pipeline import _open_mouth_indices, _reference_index
+
+    with av.open(str(media / "talking" / "congresswoman-8s.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(100), c.decode(video=0))]
+    track = track_faces(iter(frames), face_models)
+    ref = _reference_index(track)
+    alone = get_renderer("warp")
+    alone.prepare(frames[ref], track.landmarks[ref])
+    assert alone._look.teeth_texture is None, "the closed reference shows no teeth"
+    taught = get_renderer("warp")
+    taught.prepare(frames[ref], track.landmarks[ref], [(frames[i], track.landmarks[i]) for i in _open_mouth_indices(track)])
+    assert taught._look.teeth_texture is not None
+    mouth = np.array([0.6, 0.3, 0, 0.3, 0, 0.9], np.float32)
+    a = paste(frames[ref], alone.render(frames[ref], track.landmarks[ref], mouth))
+    b = paste(frames[ref], taught.render(frames[ref], track.landmarks[ref], mouth))
+    x0, y0, x1, y1 = bbox(track.landmarks[ref][48:68], pad=0.1)
+    assert np.abs(a[y0:y1, x0:x1].astype(int) - b[y0:y1, x0:x1]).mean() > 1.0, "the person's own teeth are used"

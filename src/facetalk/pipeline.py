@@ -223,7 +223,8 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
         raise NoFaceError(f"no face found in any frame of {request.face}; use a video showing one clear face")
     reader = FrameReader(request.face)
     ref = _reference_index(track)
-    renderer.prepare(framing.apply(reader.get(ref)), track.landmarks[ref])
+    teeth = [(framing.apply(reader.get(i)), track.landmarks[i]) for i in _open_mouth_indices(track)]
+    renderer.prepare(framing.apply(reader.get(ref)), track.landmarks[ref], teeth)
     t = timer.add("face", t)
     ctx.report("face", 1.0, f"face in {int(track.present.sum())} of {n_src} frames")
 
@@ -279,6 +280,19 @@ def _reference_index(track: FaceTrack) -> int:
     pose = np.linalg.norm((nose - np.median(nose, axis=0)) / iod[:, None], axis=1)
     score = openness + 0.5 * pose
     return int(idx[int(np.argmin(score))])
+
+
+def _open_mouth_indices(track: FaceTrack, count: int = 5) -> list[int]:
+    """Frames where the mouth is clearly open (not the extreme, often blurred ones):
+    where the person's own teeth are most likely to show."""
+    idx = np.flatnonzero(track.present)
+    openness = geometry.mouth_openness(track.landmarks[idx])
+    if len(idx) == 0 or np.max(openness) < 0.08:
+        return []
+    order = idx[np.argsort(openness)[::-1]]
+    # skip the widest few percent (motion blur, a yawn), keep well-spread frames
+    start = len(order) // 20
+    return [int(i) for i in order[start : start + count * 4 : 4]]
 
 
 def speech_only(audio_path: str, transcript: str | None, ctx: RunContext | None = None) -> Speech:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -21,9 +23,13 @@ class Renderer(Protocol):
 
     name: str
 
-    def prepare(self, reference: np.ndarray, landmarks: np.ndarray) -> None:
+    def prepare(
+        self, reference: np.ndarray, landmarks: np.ndarray, teeth_refs: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+    ) -> None:
         """Person-specific set-up from a reference frame (H, W, 3) uint8 and its (68, 2)
-        landmarks: the photo, or a video frame with the mouth near closed."""
+        landmarks: the photo, or a video frame with the mouth near closed. `teeth_refs` offers
+        further (frame, landmarks) pairs with the mouth open, to learn the person's own
+        teeth from when the reference does not show them."""
         ...
 
     def render(

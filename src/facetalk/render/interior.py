@@ -9,6 +9,8 @@ way it does on a real face. Nothing here is random: the same inputs give the sam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 
 import cv2
@@ -65,10 +67,13 @@ def _lip_line(c: np.ndarray, idx: list[int]) -> PchipInterpolator:
     return PchipInterpolator(xs, pts[:, 1], extrapolate=True)
 
 
-def analyse_reference(image: np.ndarray, landmarks: np.ndarray) -> MouthLook:
+def analyse_reference(
+    image: np.ndarray, landmarks: np.ndarray, teeth_refs: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+) -> MouthLook:
     """Measure lip, skin and lighting colours, and keep the person's own teeth if shown.
 
-    image: (H, W, 3) uint8 RGB reference; landmarks: (68, 2) its landmarks.
+    image: (H, W, 3) uint8 RGB reference; landmarks: (68, 2) its landmarks. When the
+    reference shows no teeth, the (frame, landmarks) pairs in `teeth_refs` are tried in turn.
     """
     img = image.astype(np.float32) / 255.0
     lm = np.asarray(landmarks, dtype=np.float64)
@@ -90,6 +95,10 @@ def analyse_reference(image: np.ndarray, landmarks: np.ndarray) -> MouthLook:
     cavity = grey(lip * np.array([0.30, 0.20, 0.20]) + np.array([0.035, 0.01, 0.01])) * (0.6 + 0.4 * light)
     tongue = grey(lip * np.array([0.78, 0.55, 0.55]) + np.array([0.06, 0.0, 0.0])) * 0.8
     tex, alpha = _teeth_texture(img, lm, light)
+    for frame, frame_lm in teeth_refs:
+        if tex is not None:
+            break
+        tex, alpha = _teeth_texture(frame.astype(np.float32) / 255.0, np.asarray(frame_lm, np.float64), light)
     return MouthLook(lip.astype(np.float32), skin.astype(np.float32), teeth.astype(np.float32),
                      cavity.astype(np.float32), tongue.astype(np.float32), tex, alpha)
 

@@ -10,6 +10,8 @@ zero at the region's border, so the patch has no seam. The open mouth is painted
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -78,10 +80,13 @@ class WarpRenderer:
         self._neutral: np.ndarray | None = None
         self._look: MouthLook | None = None
 
-    def prepare(self, reference: np.ndarray, landmarks: np.ndarray) -> None:
-        """Learn the neutral closed mouth and the colours of the person in reference."""
+    def prepare(
+        self, reference: np.ndarray, landmarks: np.ndarray, teeth_refs: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+    ) -> None:
+        """Learn the neutral closed mouth and the colours of the person in reference, and
+        their own teeth from reference or, failing that, from the open mouths in teeth_refs."""
         self._neutral = neutral_from(np.asarray(landmarks, dtype=np.float64))
-        self._look = analyse_reference(reference, landmarks)
+        self._look = analyse_reference(reference, landmarks, teeth_refs)
 
     def target(self, landmarks: np.ndarray, mouth: np.ndarray, blink: float = 0.0) -> np.ndarray:
         """(68, 2) float32 landmarks the rendered frame is drawn to show."""
