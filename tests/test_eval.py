@@ -98,8 +98,11 @@ def test_clip_late_by_three_frames_gives_offset_three(frames, real, work, models
 
 def test_frozen_video_does_not_correlate(frames, real, work, models):
     frozen = write_clip(work / "frozen.mp4", [frames[0]] * N_FRAMES)
-    m = measure(frozen, real, models, video_type=False)
-    assert abs(m["openness_r"]) < 0.3
+    m, gen_open = measure_generated(frozen, real, models, OPTIONS, video_type=False)
+    # the still clip's openness is codec noise only; its chance correlation over 60 frames
+    # has a standard deviation of ~0.13, far from the 0.9+ of a mouth that follows
+    assert np.nanstd(gen_open) < 0.1 * np.nanstd(real.openness)
+    assert abs(m["openness_r"]) < 0.5
     assert np.isnan(m["psnr"])  # not a video-type mode: no pixel comparison
     assert m["lmd"] > 0.02
 
