@@ -174,3 +174,29 @@ def test_teeth_learned_from_open_mouth_frames_of_a_video(media, face_models):
     b = paste(frames[ref], taught.render(frames[ref], track.landmarks[ref], mouth))
     x0, y0, x1, y1 = bbox(track.landmarks[ref][48:68], pad=0.1)
     assert np.abs(a[y0:y1, x0:x1].astype(int) - b[y0:y1, x0:x1]).mean() > 1.0, "the person's own teeth are used"
+
+
+def test_closing_a_toothy_video_mouth_leaves_no_teeth_between_the_lips(media, face_models):
+    """The source shows its teeth; a closed render must show lips, not a strip of teeth."""
+    import av
+
+    from facetalk.face.track import track_faces
+    from facetalk.pipeline import _reference_index
+
+    with av.open(str(media / "talking" / "congresswoman-8s.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(100), c.decode(video=0))]
+    track = track_faces(iter(frames), face_models)
+    ref = _reference_index(track)
+    r = get_renderer("warp")
+    r.prepare(frames[ref], track.landmarks[ref])
+    wide = [k for k in range(len(frames)) if mouth_openness(track.raw[k]) > 0.25][:4]
+    assert wide, "the clip has wide-open frames"
+    for k in wide:
+        out = paste(frames[k], r.render(frames[k], track.landmarks[k], np.zeros(6, np.float32)))
+        lm = find_landmarks(face_models, out, detect_faces(face_models, out)[0])
+        assert mouth_openness(lm) < 0.05
+        lips = np.zeros(out.shape[:2], np.uint8)
+        cv2.fillPoly(lips, [np.round(lm[48:60]).astype(np.int32)], 1)
+        px = out[lips > 0].astype(np.float32) / 255
+        pale_bright = (px @ [0.299, 0.587, 0.114] > 0.65) & (px.max(1) - px.min(1) < 0.15)
+        assert pale_bright.mean() < 0.03, f"frame {k}: {pale_bright.mean():.1%} of the lips look like teeth"
