@@ -75,8 +75,9 @@ def test_photo_mouth_opens_in_speech_and_closes_in_silence(photo_render, speech_
     # the photo smiles with teeth (dlib puts the inner lips on the teeth): in the pause the
     # render closes the mouth further than the photo, never opens it
     assert np.nanmax(opening[silent]) < min(rest, 0.08) + 0.03, "mouth must be closed in the pause"
-    assert np.nanpercentile(opening[speaking], 90) > closed + 0.15, "mouth must open clearly while speaking"
-    assert np.nanmean(opening[speaking]) > closed + 0.08
+    # widest vowels open ~0.25 IOD (render.mouth_shape.JAW_DROP); most frames less
+    assert np.nanpercentile(opening[speaking], 90) > closed + 0.12, "mouth must open clearly while speaking"
+    assert np.nanmean(opening[speaking]) > closed + 0.06
 
 
 def test_photo_mouth_follows_speech_energy(photo_render, speech_with_pause, face_models):
@@ -101,11 +102,16 @@ def test_photo_face_outside_mouth_unchanged(photo_render, astronaut_png, face_mo
     floor = decode_video(floor_path)[0][1].astype(np.float32)
     lm = detect_landmarks(face_models, source)
     x0, y0, x1, y1 = geometry.bbox(lm, pad=0.1, shape=source.shape)
-    upper = slice(y0, int(lm[30, 1])), slice(x0, x1)  # down to the nose tip; the upper lip may pull the skin below
-    codec = np.abs(floor[upper] - source.astype(np.float32)[upper]).mean()
-    for frame in photo_render["frames"][::10]:
-        diff = np.abs(frame.astype(np.float32)[upper] - floor[upper]).mean()
-        assert diff < 0.2, f"eyes/brows/forehead must not change (diff {diff:.2f}; codec alone {codec:.2f})"
+    # forehead, brows and eyes, and the nose between the inner eye corners down to its tip
+    # (the cheeks beside the nose rise a little with a wide mouth, as real cheeks do)
+    eyes_bottom = int(lm[36:48, 1].max()) + 2
+    regions = [(slice(y0, eyes_bottom), slice(x0, x1)),
+               (slice(eyes_bottom, int(lm[30, 1])), slice(int(lm[39, 0]), int(lm[42, 0]) + 1))]
+    codec = np.abs(floor[regions[0]] - source.astype(np.float32)[regions[0]]).mean()
+    for frame in photo_render["frames"][::5]:
+        for region in regions:
+            diff = np.abs(frame.astype(np.float32)[region] - floor[region]).mean()
+            assert diff < 0.05, f"eyes/brows/forehead/nose must not change (diff {diff:.2f}; codec alone {codec:.2f})"
     # far away from the face (background) too
     assert np.abs(photo_render["frames"][40].astype(np.float32)[:, :100] - floor[:, :100]).max() == 0
 

@@ -80,7 +80,7 @@ def test_target_opening_matches_the_spec():
     closed = mouth_openness(target_landmarks(lm, neutral, _mouth()))
     wide_open = mouth_openness(target_landmarks(lm, neutral, _mouth(open=1.0)))
     assert closed < 0.03
-    assert 0.35 <= wide_open <= 0.45
+    assert 0.24 <= wide_open <= 0.32  # conversational speech at its widest (see JAW_DROP)
     rnd = target_landmarks(lm, neutral, _mouth(round=1.0))
     assert rnd[54, 0] - rnd[48, 0] < 0.8 * (lm[54, 0] - lm[48, 0])  # corners come in
     wide = target_landmarks(lm, neutral, _mouth(wide=1.0))
