@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,14 +208,17 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
     framing = plan_framing(info.width, info.height, request.size, centre)
     t = timer.add("decode", t)
 
-    # pass 1: track the face over the whole source video (landmarks only, frames streamed)
+    # pass 1: track the face (landmarks only; frames are streamed, never kept)
     ctx.report("face", 0.0, "tracking the face")
-    n_src = info.n_frames
+    # only the part of the video the output shows is tracked: a short audio over a long
+    # clip uses its beginning; a longer audio uses all of it (ping-pong)
+    needed = int(np.ceil(motion.n_frames * info.fps / motion.fps)) + 1
+    n_src = min(info.n_frames, needed)  # for progress; the track gives the real count
 
     def on_progress(i: int) -> None:
         ctx.report("face", min(1.0, i / max(1, n_src)), f"frame {i}/{n_src}")
 
-    source = (framing.apply(f) for f in iter_frames(request.face))
+    source = (framing.apply(f) for f in islice(iter_frames(request.face), needed))
     track = track_faces(source, models, face_index=request.face_index, fps=info.fps, progress=on_progress)
     n_src = len(track.present)
     if n_src == 0:
