@@ -152,17 +152,25 @@ def test_head_motion_moves_head_not_background(models):
     assert interocular(moved) == pytest.approx(1.01 * interocular(lm), rel=1e-3)
 
 
-def test_teeth_learned_from_open_mouth_frames_of_a_video(media, face_models):
-    """A video's closed-mouth reference shows no teeth; its open frames teach them."""
+@pytest.fixture(scope="module")
+def talking(media, face_models):
+    """The first 100 frames of a clip whose speaker shows her teeth, and their track."""
     import av
 
     from facetalk.face.track import track_faces
-    from facetalk.pipeline import _open_mouth_indices, _reference_index
+    from facetalk.pipeline import _reference_index
 
     with av.open(str(media / "talking" / "congresswoman-8s.mp4")) as c:
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(100), c.decode(video=0))]
     track = track_faces(iter(frames), face_models)
-    ref = _reference_index(track)
+    return frames, track, _reference_index(track)
+
+
+def test_teeth_learned_from_open_mouth_frames_of_a_video(talking):
+    """A video's closed-mouth reference shows no teeth; its open frames teach them."""
+    from facetalk.pipeline import _open_mouth_indices
+
+    frames, track, ref = talking
     alone = get_renderer("warp")
     alone.prepare(frames[ref], track.landmarks[ref])
     assert alone._look.teeth_texture is None, "the closed reference shows no teeth"
@@ -176,17 +184,9 @@ def test_teeth_learned_from_open_mouth_frames_of_a_video(media, face_models):
     assert np.abs(a[y0:y1, x0:x1].astype(int) - b[y0:y1, x0:x1]).mean() > 1.0, "the person's own teeth are used"
 
 
-def test_closing_a_toothy_video_mouth_leaves_no_teeth_between_the_lips(media, face_models):
+def test_closing_a_toothy_video_mouth_leaves_no_teeth_between_the_lips(talking, face_models):
     """The source shows its teeth; a closed render must show lips, not a strip of teeth."""
-    import av
-
-    from facetalk.face.track import track_faces
-    from facetalk.pipeline import _reference_index
-
-    with av.open(str(media / "talking" / "congresswoman-8s.mp4")) as c:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(100), c.decode(video=0))]
-    track = track_faces(iter(frames), face_models)
-    ref = _reference_index(track)
+    frames, track, ref = talking
     r = get_renderer("warp")
     r.prepare(frames[ref], track.landmarks[ref])
     wide = [k for k in range(len(frames)) if mouth_openness(track.raw[k]) > 0.25][:4]

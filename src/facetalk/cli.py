@@ -16,25 +16,15 @@ import click
 
 from . import __version__
 from .context import RunContext
-from .errors import FacetalkError, InputError
+from .errors import FacetalkError
 from .framing import parse_size
 from .progress import BarProgress, JsonProgress, quiet
+from .speech.text import read_transcript
 
 DEMO_TEXT = (
     "Hello! I am a talking portrait made by facetalk. "
     "My lips follow every word you give me, and it all runs on your own computer."
 )
-
-
-def _read_transcript(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"transcript file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read transcript {path}: {e}") from None
 
 
 def _context(seed: int, quiet_flag: bool, json_progress: bool) -> tuple[RunContext, object]:
@@ -96,7 +86,7 @@ def render(face, audio, output, transcript, fps, size, seed, still, face_index, 
     from .pipeline import RenderRequest, render as run_render
 
     request = RenderRequest(
-        face=face, audio=audio, output=output, transcript=_read_transcript(transcript), fps=fps,
+        face=face, audio=audio, output=output, transcript=read_transcript(transcript), fps=fps,
         size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
         color_match=color_match, crf=crf,
     )
@@ -123,7 +113,7 @@ def cues(audio, transcript, fmt, output, quiet_flag):
     from .speech.export import cues_to_json, cues_to_tsv
 
     ctx = RunContext()
-    speech = speech_only(audio, _read_transcript(transcript), ctx)
+    speech = speech_only(audio, read_transcript(transcript), ctx)
     text = cues_to_json(speech.cues, audio, speech.duration) if fmt == "json" else cues_to_tsv(speech.cues)
     _finish(quiet, ctx, quiet_flag)
     if output:

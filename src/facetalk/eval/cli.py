@@ -6,18 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError
-
-
-def _read_text(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"transcript file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read transcript {path}: {e}") from None
+from ..speech.text import read_transcript
 
 
 @click.command("eval")
@@ -48,7 +37,7 @@ def eval_command(video, audio, transcript, suite, output, plot, max_seconds, mod
     options = EvalOptions(max_seconds=max_seconds, modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
     models = FaceModels()
     if video is not None:
-        result = evaluate_clip(video, audio, _read_text(transcript), options, models, workdir=keep)
+        result = evaluate_clip(video, audio, read_transcript(transcript), options, models, workdir=keep)
         click.echo(report.format_table(result))
         if output:
             report.write_json(report.to_dict(result), output)

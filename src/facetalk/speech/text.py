@@ -255,3 +255,19 @@ def compound_phones(word: str, lookup: Callable[[str], str | None], max_parts: i
     if not parts or len(parts) < 2:
         return None
     return [ph for part in parts for ph in lookup(part).split()]
+
+
+def read_transcript(path: str | None) -> str | None:
+    """The text of a transcript file (UTF-8, a BOM allowed), or None when no path is given."""
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"transcript file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read transcript {path}: {e}") from None
