@@ -85,6 +85,7 @@ def test_clip_against_itself_is_perfect(real, models):
     assert m["lmd"] == pytest.approx(0.0, abs=1e-9)
     assert m["psnr"] == float("inf") and m["ssim"] == pytest.approx(1.0)
     assert m["sharpness_ratio"] == pytest.approx(1.0) and m["jitter_ratio"] == pytest.approx(1.0)
+    assert m["openness_spread"] == pytest.approx(1.0)
     assert m["identity_mean"] < 0.3  # the person's own frames against their mean
 
 
@@ -102,6 +103,7 @@ def test_frozen_video_does_not_correlate(frames, real, work, models):
     # the still clip's openness is codec noise only; its chance correlation over 60 frames
     # has a standard deviation of ~0.13, far from the 0.9+ of a mouth that follows
     assert np.nanstd(gen_open) < 0.1 * np.nanstd(real.openness)
+    assert m["openness_spread"] < 0.1
     assert abs(m["openness_r"]) < 0.5
     assert np.isnan(m["psnr"])  # not a video-type mode: no pixel comparison
     assert m["lmd"] > 0.02
@@ -136,7 +138,7 @@ def test_eval_command_end_to_end(real, work):
     data = json.loads(out.read_text())
     assert set(data["modes"]) == {"photo", "video", "energy", "frozen"}
     assert "identity" in data["skipped"]
-    keys = {"openness_r", "av_offset", "lmd", "identity_mean", "identity_max", "identity_drift",
+    keys = {"openness_r", "openness_spread", "av_offset", "lmd", "identity_mean", "identity_max", "identity_drift",
             "sharpness_ratio", "jitter_ratio", "psnr", "ssim", "faces"}
     for mode, entry in data["modes"].items():
         assert entry["error"] is None, (mode, entry["error"])

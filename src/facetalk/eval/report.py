@@ -15,6 +15,7 @@ from .run import EvalResult
 # (key in ModeResult.metrics, column title, format); ratios read against 1, r against 1.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("openness_r", "r", "{:+.2f}"),
+    ("openness_spread", "spread", "{:.2f}"),
     ("av_offset", "offset", "{:+.0f}"),
     ("lmd", "LMD", "{:.3f}"),
     ("identity_mean", "id mean", "{:.3f}"),
@@ -32,6 +33,8 @@ SUITE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("video", "openness_r", "r video", "{:+.2f}"),
     ("energy", "openness_r", "r energy", "{:+.2f}"),
     ("frozen", "openness_r", "r frozen", "{:+.2f}"),
+    ("video", "openness_spread", "spread video", "{:.2f}"),
+    ("frozen", "openness_spread", "spread frozen", "{:.2f}"),
     ("video", "av_offset", "offset", "{:+.0f}"),
     ("video", "lmd", "LMD video", "{:.3f}"),
     ("frozen", "lmd", "LMD frozen", "{:.3f}"),

@@ -333,6 +333,9 @@ def measure_generated(
     values = {
         "faces": float(metrics.valid_frames(gen_lm).mean()) if n else float("nan"),
         "openness_r": metrics.pearson(gen_open, real_open),
+        # how much the mouth moves against the person filmed (1 = as much); r alone
+        # cannot tell a near-still mouth with a faint echo of the real one from lip-sync
+        "openness_spread": _ratio(float(np.nanstd(gen_open)), float(np.nanstd(real_open))),
         "av_offset": float(lag),
         "offset_r": lag_r,
         "lmd": metrics.lmd(gen_lm, real_lm),

@@ -18,9 +18,9 @@ from types import TracebackType
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 
 from ..errors import OutputError
+from .colour import rgb_to_yuv420
 from .audio import decode_audio, probe_audio
 from .formats import error_reason
 
@@ -28,7 +28,6 @@ _KEEP_AUDIO_RATES = (44_100, 48_000)  # AAC rates kept as they come; others go t
 _AUDIO_RATE = 48_000
 _BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709: HD players assume it for untagged video anyway
 _MPEG_RANGE = 1  # limited (16-235) range, what every player expects from H.264
-_TO_YUV_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND  # unbiased rounding
 
 
 def _write_failed(path: Path, e: BaseException) -> OutputError:
@@ -186,13 +185,9 @@ class VideoWriter:
             raise ValueError(
                 f"frame must be ({self.height}, {self.width}, 3) uint8, got {rgb.shape} {rgb.dtype}"
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        # Convert with the matrix the stream is tagged with, so colours survive any player.
-        frame = frame.reformat(
-            format="yuv420p", src_colorspace="ITU709", dst_colorspace="ITU709",
-            dst_color_range="MPEG",
-            interpolation=_TO_YUV_FLAGS,
-        )
+        # Converted with the matrix the stream is tagged with (BT.709, limited range), so
+        # colours survive any player; see media.colour for why not swscale.
+        frame = av.VideoFrame.from_ndarray(rgb_to_yuv420(np.ascontiguousarray(rgb)), format="yuv420p")
         frame.pts = self.n_frames
         frame.time_base = 1 / self.rate
         try:

@@ -18,6 +18,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..errors import InputError
+from .colour import yuv420_to_rgb
 from .formats import classify, error_reason, open_media
 
 _FALLBACK_FPS = 25.0  # only for streams that state no rate at all
@@ -88,19 +89,29 @@ def _rotation(frame: av.VideoFrame) -> int:
 
 def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
     """Decoded frame -> upright RGB uint8 (H, W, 3); resized to size=(w, h) if given."""
-    # PyAV takes the matrix from the frame's tag but not the range: pass full range on.
     full_range = frame.color_range == 2  # AVCOL_RANGE_JPEG
-    rgb = frame.reformat(
-        format="rgb24",
-        interpolation=_TO_RGB_FLAGS,
-        src_color_range="JPEG" if full_range else None,
-        dst_color_range="JPEG" if full_range else None,
-    ).to_ndarray()
+    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
+        # the common case, converted in OpenCV: swscale takes ~13 ms a 1080p frame
+        rgb = yuv420_to_rgb(frame.to_ndarray(), frame.width, frame.height, frame.colorspace,
+                            full_range or frame.format.name == "yuvj420p")
+    else:
+        rgb = _swscale_rgb(frame, full_range)
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
     if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
         rgb = cv2.resize(rgb, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
     return rgb
+
+
+def _swscale_rgb(frame: av.VideoFrame, full_range: bool) -> np.ndarray:
+    """Any other pixel format, through FFmpeg's converter."""
+    # PyAV takes the matrix from the frame's tag but not the range: pass full range on.
+    return frame.reformat(
+        format="rgb24",
+        interpolation=_TO_RGB_FLAGS,
+        src_color_range="JPEG" if full_range else None,
+        dst_color_range="JPEG" if full_range else None,
+    ).to_ndarray()
 
 
 def _packet_pts(path: Path) -> list[int] | None:
