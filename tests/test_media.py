@@ -471,3 +471,19 @@ def test_fast_colour_conversion_matches_ffmpeg() -> None:
         fast = yuv420_to_rgb(frame.to_ndarray(), frame.width, frame.height, frame.colorspace, frame.color_range == 2)
         diff = np.abs(fast.astype(int) - sw)
         assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6, clip
+
+
+def test_frame_cache_round_trip() -> None:
+    from facetalk.media.frame_cache import FrameCache
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(5)]
+    with FrameCache(64, 36) as cache:
+        assert list(cache.tee(iter(frames))) == frames
+        for i in (4, 0, 2, 3, 1):  # any order, as ping-pong reads them
+            assert np.array_equal(cache.get(i), frames[i])
+        with pytest.raises(IndexError):
+            cache.get(5)
+        with pytest.raises(ValueError):
+            cache.append(np.zeros((10, 10, 3), np.uint8))
+    assert FrameCache.fits(1280, 720, 100) and not FrameCache.fits(1920, 1080, 10**6)

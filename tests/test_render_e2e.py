@@ -129,8 +129,14 @@ def test_idle_life_moves_a_photo(tmp_path, astronaut_png, speech_with_pause, fac
     assert ear.min() < 0.7 * np.median(ear), "the eyes should blink at least once in 7 s"
 
 
-def test_video_pingpong_when_audio_is_longer(tmp_path, media, face_models):
-    """A 6.1 s, 22.13 fps clip driven by 7.5 s of speech: loops back, never jumps."""
+@pytest.mark.parametrize("cached", [True, False], ids=["frame-cache", "decode-again"])
+def test_video_pingpong_when_audio_is_longer(tmp_path, media, face_models, monkeypatch, cached):
+    """A 6.1 s, 22.13 fps clip driven by 7.5 s of speech: loops back, never jumps, both
+    when pass 2 reads the frames kept from pass 1 and when it decodes them again."""
+    from facetalk.media.frame_cache import FrameCache
+
+    if not cached:
+        monkeypatch.setattr(FrameCache, "fits", staticmethod(lambda *a, **k: False))
     src = media / "talking" / "man-suit-6s.mp4"
     out = tmp_path / "suit.mp4"
     result = render(RenderRequest(face=str(src), audio=str(media / "speech" / "en-film-7s.wav"), output=str(out)))

@@ -8,6 +8,7 @@ length of the audio.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -29,8 +30,9 @@ from .framing import Framing, plan_framing
 from .media.audio import load_audio
 from .media.encode import VideoWriter, check_output_path
 from .media.formats import classify
+from .media.frame_cache import FrameCache
 from .media.image import load_image
-from .prefetch import prefetch
+from .prefetch import ordered_map, prefetch
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
 from .motion.build import build_motion
 from .render.base import Renderer, get_renderer
@@ -80,15 +82,25 @@ class RenderResult:
         return d
 
 
+# Frames rendered at once: OpenCV and numpy release the GIL, so on two cores two renders
+# and the encoder share the machine instead of one render waiting on the other.
+RENDER_WORKERS = 2
+
+
 class _Timer:
-    """Accumulates wall time per stage."""
+    """Accumulates time per stage, from any thread (render workers add to it at once).
+
+    With frames rendered on two threads the stage figures are thread-seconds: they can
+    add up to more than the wall time of the run."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     def add(self, stage: str, since: float) -> float:
         now = time.perf_counter()
-        self.seconds[stage] += now - since
+        with self._lock:
+            self.seconds[stage] += now - since
         return now
 
 
@@ -146,8 +158,8 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
     timer.add("encode", t)
     ctx.report("done", 1.0, str(output))
 
-    if missing[0]:
-        ctx.warn(f"no face in {missing[0]} of {n_frames} frames of {request.face}; those frames are unchanged")
+    if missing:
+        ctx.warn(f"no face in {missing} of {n_frames} frames of {request.face}; those frames are unchanged")
     return RenderResult(
         output=output,
         width=framing.width,
@@ -156,7 +168,7 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
         n_frames=n_frames,
         duration=n_frames / fps,
         speech_method=speech.method,
-        frames_without_face=missing[0],
+        frames_without_face=missing,
         warnings=list(ctx.warnings),
         timings=dict(timer.seconds),
     )
@@ -184,22 +196,18 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
 
     head = None if request.still else HeadMotion(image, landmarks)
 
-    def frames() -> Iterator[np.ndarray]:
+    def make(k: int) -> np.ndarray:  # called from render worker threads
+        ctx.check_cancelled()
         t = time.perf_counter()
-        for k in range(motion.n_frames):
-            ctx.check_cancelled()
-            frame, lm = image, landmarks
-            if head is not None:
-                frame, lm = head.apply(motion.head[k])
-            t = timer.add("idle", t)
-            patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]))
-            t = timer.add("render", t)
-            out = paste(frame, patch, request.color_match) if patch is not None else frame
-            t = timer.add("composite", t)
-            yield out
-            t = time.perf_counter()
+        frame, lm = (image, landmarks) if head is None else head.apply(motion.head[k])
+        t = timer.add("idle", t)
+        patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]))
+        t = timer.add("render", t)
+        out = paste(frame, patch, request.color_match) if patch is not None else frame
+        timer.add("composite", t)
+        return out
 
-    return frames(), framing, [0]
+    return ordered_map(make, range(motion.n_frames), workers=RENDER_WORKERS), framing, 0
 
 
 def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
@@ -219,44 +227,58 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
         ctx.report("face", min(1.0, i / max(1, n_src)), f"frame {i}/{n_src}")
 
     source = (framing.apply(f) for f in islice(iter_frames(request.face), needed))
+    # keep the decoded frames for pass 2 when they fit on disk: no second decode, and
+    # ping-pong never decodes backwards through long keyframe intervals
+    cache = FrameCache(framing.width, framing.height) if FrameCache.fits(framing.width, framing.height, n_src) else None
+    if cache is not None:
+        source = cache.tee(source)
     track = track_faces(source, models, face_index=request.face_index, fps=info.fps, progress=on_progress)
     n_src = len(track.present)
     if n_src == 0:
         raise InputError(f"no frames could be decoded from {request.face}")
     if not track.present.any():
         raise NoFaceError(f"no face found in any frame of {request.face}; use a video showing one clear face")
-    reader = FrameReader(request.face)
+    if cache is not None:
+        frame_at = cache.get
+    else:
+        reader = FrameReader(request.face)
+        frame_at = lambda i: framing.apply(reader.get(i))  # noqa: E731
     ref = _reference_index(track)
-    teeth = [(framing.apply(reader.get(i)), track.landmarks[i]) for i in _open_mouth_indices(track)]
-    renderer.prepare(framing.apply(reader.get(ref)), track.landmarks[ref], teeth)
+    teeth = [(frame_at(i), track.landmarks[i]) for i in _open_mouth_indices(track)]
+    renderer.prepare(frame_at(ref), track.landmarks[ref], teeth)
     t = timer.add("face", t)
     ctx.report("face", 1.0, f"face in {int(track.present.sum())} of {n_src} frames")
 
-    missing = [0]
+    # the source is sampled by time, so a 22.13 fps clip rendered at 25 fps keeps its pace;
+    # audio longer than the video: ping-pong (forward, back, forward...), never a jump cut
+    step = info.fps / motion.fps
+    src_index = [pingpong_index(int(k * step + 1e-6), n_src) for k in range(motion.n_frames)]
+    missing = int((~track.present[src_index]).sum())
 
-    def frames() -> Iterator[np.ndarray]:
-        # the source is sampled by time, so a 22.13 fps clip rendered at 25 fps keeps its pace;
-        # audio longer than the video: ping-pong (forward, back, forward...), never a jump cut
-        step = info.fps / motion.fps
-        t = time.perf_counter()
-        for k in range(motion.n_frames):
-            ctx.check_cancelled()
-            i = pingpong_index(int(k * step + 1e-6), n_src)
-            frame = framing.apply(reader.get(i))
-            t = timer.add("decode", t)
-            if not track.present[i]:
-                missing[0] += 1
-                yield frame
+    def sources() -> Iterator[tuple[int, int, np.ndarray]]:  # reading stays in order, on one thread
+        try:
+            for k, i in enumerate(src_index):
                 t = time.perf_counter()
-                continue
-            patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0)
-            t = timer.add("render", t)
-            out = paste(frame, patch, request.color_match) if patch is not None else frame
-            t = timer.add("composite", t)
-            yield out
-            t = time.perf_counter()
+                frame = frame_at(i)
+                timer.add("decode", t)
+                yield k, i, frame
+        finally:
+            if cache is not None:
+                cache.close()
 
-    return frames(), framing, missing
+    def make(item: tuple[int, int, np.ndarray]) -> np.ndarray:  # called from render worker threads
+        k, i, frame = item
+        ctx.check_cancelled()
+        if not track.present[i]:
+            return frame
+        t = time.perf_counter()
+        patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0)
+        t = timer.add("render", t)
+        out = paste(frame, patch, request.color_match) if patch is not None else frame
+        timer.add("composite", t)
+        return out
+
+    return ordered_map(make, sources(), workers=RENDER_WORKERS), framing, missing
 
 
 def _first_face_centre(request, models: FaceModels, info) -> tuple[float, float] | None:

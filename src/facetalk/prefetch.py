@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 _DONE = object()
 
 
@@ -61,3 +64,28 @@ def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
     finally:
         stop.set()
         worker.join(timeout=10)
+
+
+def ordered_map(fn: Callable[[T], U], items: Iterable[T], workers: int = 2, depth: int = 6) -> Iterator[U]:
+    """fn over items on `workers` threads, results yielded in input order, at most
+    `depth` ahead of the consumer. fn must be safe to call from several threads.
+
+    Frames are independent once the motion is known, so two renders run at once on a
+    two-core machine while the encoder takes whatever CPU is left.
+    """
+    if workers <= 1:
+        yield from (fn(item) for item in items)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facetalk-render")
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
