@@ -10,6 +10,8 @@ zero at the region's border, so the patch has no seam. The open mouth is painted
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from collections.abc import Sequence
 
 import cv2
@@ -95,13 +97,17 @@ def clear_lip_band(roi: np.ndarray, mouth: np.ndarray, lip: np.ndarray, iod: flo
     return out
 
 
+@lru_cache(maxsize=32)
 def _border_window(h: int, w: int, feather: float) -> np.ndarray:
-    """(h, w) float32: 0 on the outermost pixels, rising smoothly to 1 over feather px."""
+    """(h, w) float32: 0 on the outermost pixels, rising smoothly to 1 over feather px.
+    Cached (read-only): a face's region keeps nearly the same size from frame to frame."""
     def ramp(n: int) -> np.ndarray:
         d = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
         x = np.clip(d / max(feather, 1.0), 0, 1)
         return x * x * (3 - 2 * x)
-    return ramp(h)[:, None] * ramp(w)[None, :]
+    window = ramp(h)[:, None] * ramp(w)[None, :]
+    window.setflags(write=False)
+    return window
 
 
 class WarpRenderer:
@@ -218,7 +224,7 @@ class WarpRenderer:
         field = gaussian_filter(field, (sigma, sigma, 0), mode="nearest", truncate=3.0)
         if step > 1:
             field = cv2.resize(field, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)[:h, :w]
-        window = _border_window(h, w, feather=0.3 * iod)
+        window = _border_window(h, w, feather=round(0.3 * iod, 1))
         field *= window[..., None]
 
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32) + x0, np.arange(h, dtype=np.float32) + y0)
