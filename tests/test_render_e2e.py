@@ -120,13 +120,16 @@ def test_idle_life_moves_a_photo(tmp_path, astronaut_png, speech_with_pause, fac
     out = tmp_path / "idle.mp4"
     render(RenderRequest(face=str(astronaut_png), audio=str(speech_with_pause["path"]), output=str(out), seed=3))
     frames, _ = decode_video(out)
-    lms = np.array([detect_landmarks(face_models, f) for f in frames[::2]])
+    lms = np.array([detect_landmarks(face_models, f) for f in frames])
     nose = lms[:, 30]
     iod = geometry.interocular(lms[0])
     sway = np.ptp(nose, axis=0).max() / iod
     assert 0.005 < sway < 0.15, f"the head should sway a little (peak-to-peak {sway:.3f} IOD)"
     ear = np.array([geometry.eye_aspect_ratio(l) for l in lms])
-    assert ear.min() < 0.7 * np.median(ear), "the eyes should blink at least once in 7 s"
+    # a blink is a dip of a few frames; dlib reads the warped lids as ~30% lower at most
+    dips = np.flatnonzero(ear < 0.8 * np.median(ear))
+    assert len(dips) >= 2, "the eyes should blink at least once in 7 s"
+    assert np.diff(dips).max(initial=1) > 10 or len(dips) <= 8, "blinks are brief, not a lasting squint"
 
 
 @pytest.mark.parametrize("cached", [True, False], ids=["frame-cache", "decode-again"])
