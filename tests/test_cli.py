@@ -172,3 +172,23 @@ def test_console_script_exit_code(files):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("facetalk: error:") and "Traceback" not in proc.stderr
+
+
+def test_sigterm_mid_render_leaves_nothing_behind(files, tmp_path):
+    """A render stopped by SIGTERM (a job runner, `timeout`) removes its temporary file."""
+    import signal
+    import time
+
+    out_dir = tmp_path / "killed"
+    out_dir.mkdir()
+    long_audio = write_wav(tmp_path / "long.wav", np.tile(np.sin(np.arange(16000) / 5.0), 20).astype(np.float32) * 0.3, 16000)
+    proc = subprocess.Popen([sys.executable, "-m", "facetalk", "render", "--face", str(files["face"]),
+                             "--audio", str(long_audio), "-o", str(out_dir / "out.mp4"), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(out_dir.glob(".*part*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list(out_dir.glob(".*part*")), "the render should have started writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(out_dir.iterdir()) == [], "no temporary or partial output may remain"

@@ -18,7 +18,7 @@ from facetalk.speech.acoustic import analyse_features, acoustic_cues, frame_leve
 from facetalk.speech.align import AlignmentError, Aligner, align_words, phone_label
 from facetalk.speech.analyse import analyse_speech
 from facetalk.speech.text import letter_to_sound, normalise_transcript, pronounce
-from facetalk.types import Audio, Cue, Shape
+from facetalk.types import SAMPLE_RATE, Audio, Cue, Shape
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "speech"
 CLOSED = (Shape.A, Shape.X)
@@ -239,3 +239,17 @@ def test_compound_words_missing_from_the_dictionary_align(tmp_path, aligner):
     words = align_words(load(wav), normalise_transcript(text), aligner)
     spoken = [w.text for w in words if w.text != "<sil>"]
     assert "facetalk" in spoken
+
+
+def test_features_computed_in_blocks_equal_one_pass() -> None:
+    """Long audio is framed 30 s at a time for flat memory; the features must not change."""
+    from facetalk.speech import acoustic
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(75 * SAMPLE_RATE)) / SAMPLE_RATE
+    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0)
+               + rng.normal(0, 0.01, t.size)).astype(np.float32)
+    m = acoustic.n_frames(t.size / SAMPLE_RATE)
+    whole = acoustic.frame_levels(acoustic.frame_signal(samples, m))
+    assert m > 2 * acoustic.BLOCK_FRAMES
+    assert np.array_equal(acoustic.blockwise(samples, m, acoustic.frame_levels), whole)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import click
@@ -171,8 +173,16 @@ cli.add_command(eval_command)
 cli.add_command(bench_command)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # Python's default SIGTERM kills without unwinding, leaving the temporary output
+    # behind; as an exception, the writer's clean-up runs and nothing half-written stays.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps user errors to one line and exit code 2."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("FACETALK_DEBUG"))
     try:
         rv = cli.main(args=argv, prog_name="facetalk", standalone_mode=False)

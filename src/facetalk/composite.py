@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .errors import FacetalkError
@@ -13,12 +14,6 @@ COLOR_MODES = ("none", "mean", "histogram")
 def _ring(mask: np.ndarray) -> np.ndarray:
     """Pixels of the feather zone, where the patch meets the untouched frame."""
     return (mask > 0.02) & (mask < 0.6)
-
-
-def _match_mean(src: np.ndarray, ref: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """Shift src's colours so its mean over sel equals ref's. src, ref: (h, w, 3) float."""
-    offset = (ref[sel].mean(axis=0) - src[sel].mean(axis=0)).astype(np.float32)
-    return src + offset
 
 
 def _match_histogram(src: np.ndarray, ref: np.ndarray, sel: np.ndarray) -> np.ndarray:
@@ -61,17 +56,19 @@ def paste(frame: np.ndarray, patch: Patch | None, color_match: str = "mean") -> 
     x0, x1 = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
     y0, y1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
     sy, sx = slice(y0 - patch.y0, y1 - patch.y0), slice(x0 - patch.x0, x1 - patch.x0)
-    mask = patch.mask[sy, sx].astype(np.float32)
-    src = patch.image[sy, sx].astype(np.float32)
-    dst = frame[y0:y1, x0:x1].astype(np.float32)
+    mask = np.ascontiguousarray(patch.mask[sy, sx], dtype=np.float32)
+    src = np.ascontiguousarray(patch.image[sy, sx])
+    dst = np.ascontiguousarray(frame[y0:y1, x0:x1])
     if color_match != "none":
-        sel = _ring(mask)
-        if sel.sum() >= 16:
-            src = (_match_mean if color_match == "mean" else _match_histogram)(src, dst, sel)
-    blended = dst + mask[..., None] * (src - dst)
-    np.clip(blended + 0.5, 0, 255, out=blended)
-    region = blended.astype(np.uint8)
-    keep = mask <= 0.0
-    region[keep] = frame[y0:y1, x0:x1][keep]
-    out[y0:y1, x0:x1] = region
+        ring = _ring(mask)
+        if np.count_nonzero(ring) >= 16:
+            if color_match == "mean":
+                ring8 = ring.astype(np.uint8)
+                offset = np.subtract(cv2.mean(dst, ring8)[:3], cv2.mean(src, ring8)[:3])
+                src = cv2.add(src, (*offset.tolist(), 0.0))  # rounded, saturated
+            else:
+                shifted = _match_histogram(src.astype(np.float32), dst.astype(np.float32), ring)
+                src = np.clip(shifted + 0.5, 0, 255).astype(np.uint8)
+    # (w*src + (1-w)*dst) rounded, in one OpenCV pass; where w is 0 the frame stays exact
+    out[y0:y1, x0:x1] = cv2.blendLinear(src, dst, mask, np.float32(1.0) - mask)
     return out

@@ -67,6 +67,8 @@ class HeadMotion:
         xs, ys = np.meshgrid(np.arange(self.x0, self.x1, dtype=np.float32), np.arange(self.y0, self.y1, dtype=np.float32))
         self.xs, self.ys = xs, ys
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (outline, frame, landmarks)
+        self._still = frame.copy()
+        self._still.setflags(write=False)
 
     # Idle sway moves the head by ~0.05-0.2 px a frame; resampling the head region for a
     # change under this many pixels is invisible work, so the last frame is reused.
@@ -74,10 +76,11 @@ class HeadMotion:
 
     def apply(self, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(frame (H, W, 3) uint8, landmarks (68, 2) float32) with the head moved by
-        head = (dx, dy in inter-ocular distances, roll in degrees, scale)."""
+        head = (dx, dy in inter-ocular distances, roll in degrees, scale). The frame is
+        read-only: consecutive calls may share it (see REUSE_PX)."""
         dx, dy, roll, scale = (float(v) for v in np.asarray(head, dtype=np.float64).reshape(4))
         if abs(dx) < 1e-6 and abs(dy) < 1e-6 and abs(roll) < 1e-6 and abs(scale - 1) < 1e-6:
-            return self.frame.copy(), self.lm.astype(np.float32)
+            return self._still, self.lm.astype(np.float32)
         a = np.deg2rad(roll)
         rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         shift = np.array([dx, dy]) * self.iod
@@ -87,7 +90,7 @@ class HeadMotion:
             # the outline's largest move (head by the landmarks, body by the breath lift)
             lift = abs(scale - 1.0) * 2.0 * self.iod
             if np.abs(np.append(moved, lift).ravel() - outline).max() < self.REUSE_PX:
-                return frame.copy(), lm.copy()
+                return frame, lm.copy()
         # backward map on the coarse grid: a pixel samples the source at the inverse head
         # transform where the head mask is 1, itself (or the breath lift) where it is 0
         block = (slice(self.r0, self.r1 + 1), slice(self.c0, self.c1 + 1))
@@ -107,8 +110,9 @@ class HeadMotion:
             self.frame, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
         lift_px = abs(scale - 1.0) * 2.0 * self.iod
+        out.setflags(write=False)  # shared by the frames that reuse it
         self._last = (np.append(moved, lift_px).ravel(), out, moved.astype(np.float32))
-        return out.copy(), moved.astype(np.float32)
+        return out, moved.astype(np.float32)
 
 
 def apply_head_motion(frame: np.ndarray, landmarks: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

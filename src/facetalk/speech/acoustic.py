@@ -53,12 +53,29 @@ class AcousticFeatures:
     rounding: np.ndarray
 
 
+BLOCK_FRAMES = 3000  # 30 s: framed copies of a long recording are built a block at a time
+
+
+def _padded(samples: np.ndarray, m: int) -> np.ndarray:
+    pad = (WINDOW - HOP) // 2
+    return np.pad(samples.astype(np.float32), (pad, pad + WINDOW + m * HOP))
+
+
+def _frames(padded: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return padded[np.arange(start, stop)[:, None] * HOP + np.arange(WINDOW)[None, :]]
+
+
 def frame_signal(samples: np.ndarray, m: int) -> np.ndarray:
     """(n,) samples -> (m, WINDOW) frames centred on each 10 ms step."""
-    pad = (WINDOW - HOP) // 2
-    x = np.pad(samples.astype(np.float32), (pad, pad + WINDOW + m * HOP))
-    idx = np.arange(m)[:, None] * HOP + np.arange(WINDOW)[None, :]
-    return x[idx]
+    return _frames(_padded(samples, m), 0, m)
+
+
+def blockwise(samples: np.ndarray, m: int, fn) -> np.ndarray:
+    """fn over the (k, WINDOW) frames of samples, BLOCK_FRAMES at a time, results joined:
+    memory stays flat with the length of the audio (10 minutes framed at once took 800 MB)."""
+    x = _padded(samples, m)
+    parts = [fn(_frames(x, b, min(m, b + BLOCK_FRAMES))) for b in range(0, m, BLOCK_FRAMES)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def frame_levels(frames: np.ndarray) -> np.ndarray:
@@ -153,22 +170,24 @@ def formants(samples: np.ndarray, m: int, frames_wanted: np.ndarray) -> tuple[np
     x = np.append(x[0], x[1:] - 0.97 * x[:-1])  # pre-emphasis flattens the glottal tilt
     hop = FORMANT_RATE / ANALYSIS_RATE
     win = int(0.025 * FORMANT_RATE)
-    starts = np.clip((idx * hop + hop / 2 - win / 2).astype(int), 0, max(0, len(x) - win))
     xp = np.pad(x, (0, win))
-    frames = xp[starts[:, None] + np.arange(win)[None, :]] * np.hamming(win)
-    a = lpc_coefficients(frames, LPC_ORDER)
-    # Roots of each polynomial: eigenvalues of its companion matrix, all frames at once.
-    comp = np.zeros((len(idx), LPC_ORDER, LPC_ORDER))
-    comp[:, 0, :] = -a[:, 1:]
-    comp[:, np.arange(1, LPC_ORDER), np.arange(LPC_ORDER - 1)] = 1.0
-    roots = np.linalg.eigvals(comp)
-    freq = np.angle(roots) * FORMANT_RATE / (2 * np.pi)
-    bandwidth = -np.log(np.maximum(np.abs(roots), 1e-9)) * FORMANT_RATE / np.pi
-    ok = (np.imag(roots) > 0) & (freq > 200) & (freq < 4500) & (bandwidth < 500)
-    freq = np.where(ok, freq, np.inf)
-    freq.sort(axis=1)
-    f1[idx] = np.where(np.isfinite(freq[:, 0]), freq[:, 0], np.nan)
-    f2[idx] = np.where(np.isfinite(freq[:, 1]), freq[:, 1], np.nan)
+    for b in range(0, idx.size, BLOCK_FRAMES):  # a block at a time: flat memory on long audio
+        part = idx[b : b + BLOCK_FRAMES]
+        starts = np.clip((part * hop + hop / 2 - win / 2).astype(int), 0, max(0, len(x) - win))
+        frames = xp[starts[:, None] + np.arange(win)[None, :]] * np.hamming(win)
+        a = lpc_coefficients(frames, LPC_ORDER)
+        # Roots of each polynomial: eigenvalues of its companion matrix, all frames at once.
+        comp = np.zeros((len(part), LPC_ORDER, LPC_ORDER))
+        comp[:, 0, :] = -a[:, 1:]
+        comp[:, np.arange(1, LPC_ORDER), np.arange(LPC_ORDER - 1)] = 1.0
+        roots = np.linalg.eigvals(comp)
+        freq = np.angle(roots) * FORMANT_RATE / (2 * np.pi)
+        bandwidth = -np.log(np.maximum(np.abs(roots), 1e-9)) * FORMANT_RATE / np.pi
+        ok = (np.imag(roots) > 0) & (freq > 200) & (freq < 4500) & (bandwidth < 500)
+        freq = np.where(ok, freq, np.inf)
+        freq.sort(axis=1)
+        f1[part] = np.where(np.isfinite(freq[:, 0]), freq[:, 0], np.nan)
+        f2[part] = np.where(np.isfinite(freq[:, 1]), freq[:, 1], np.nan)
     return f1, f2
 
 
@@ -186,12 +205,11 @@ def analyse_features(audio: Audio) -> AcousticFeatures:
     """All per-frame features of `audio` (mono float32 at SAMPLE_RATE)."""
     samples = np.asarray(audio.samples, dtype=np.float32)
     m = n_frames(audio.duration)
-    frames = frame_signal(samples, m)
-    level = frame_levels(frames)
+    level = blockwise(samples, m, frame_levels)
     reference, floor = speech_level(level)
     energy = normalised_energy(level, reference)
     voiced = voice_activity(level, reference, floor)
-    noisiness = band_noisiness(frames) if voiced.any() else np.zeros(m, dtype=np.float32)
+    noisiness = blockwise(samples, m, band_noisiness) if voiced.any() else np.zeros(m, dtype=np.float32)
     # Periodic (vowel-like) frames: active, not dominated by high-band noise, not faint.
     periodic = voiced & (noisiness < 0.35) & (energy > 0.45)
     f1, f2 = formants(samples, m, periodic)
