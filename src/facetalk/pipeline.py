@@ -297,15 +297,7 @@ def _first_face_centre(request, models: FaceModels, info) -> tuple[float, float]
 
 def _reference_index(track: FaceTrack) -> int:
     """A frame with the mouth nearly closed and the head near its usual pose."""
-    idx = np.flatnonzero(track.present)
-    lm = track.landmarks[idx]
-    openness = geometry.mouth_openness(lm)
-    # prefer frames whose nose tip sits near the median (frontal, typical pose)
-    nose = lm[:, 30] - lm[:, 27]
-    iod = np.linalg.norm(lm[:, 45] - lm[:, 36], axis=1)
-    pose = np.linalg.norm((nose - np.median(nose, axis=0)) / iod[:, None], axis=1)
-    score = openness + 0.5 * pose
-    return int(idx[int(np.argmin(score))])
+    return geometry.neutral_frame_index(track.landmarks)  # the track has a face somewhere
 
 
 def _open_mouth_indices(track: FaceTrack, count: int = 5) -> list[int]:

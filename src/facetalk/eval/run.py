@@ -261,20 +261,13 @@ def _sample_pixels(
 
 
 def pick_photo_frame(lm: np.ndarray) -> int:
-    """Index of a frame with the mouth closed and the head in its usual, frontal pose.
-
-    lm: (n, 68, 2) with NaN rows where no face. Pose deviation is the nose direction
-    (27 -> 30) away from its median over the clip, in inter-ocular distances.
-    """
-    idx = np.flatnonzero(metrics.valid_frames(lm))
-    if len(idx) == 0:
+    """Index of a frame with the mouth closed and the head in its usual, frontal pose
+    (the same choice as a video render's reference frame). lm: (n, 68, 2), NaN rows
+    where no face."""
+    k = geometry.neutral_frame_index(lm)
+    if k is None:
         raise NoFaceError("no frame of the clip has a face to take the photo from")
-    pts = np.asarray(lm[idx], dtype=np.float64)
-    openness = geometry.mouth_openness(pts)
-    iod = np.linalg.norm(pts[:, 45] - pts[:, 36], axis=1)
-    nose = (pts[:, 30] - pts[:, 27]) / iod[:, None]
-    pose = np.linalg.norm(nose - np.median(nose, axis=0), axis=1)
-    return int(idx[int(np.argmin(openness + 0.5 * pose))])
+    return k
 
 
 def _request(mode: str, real: RealClip, transcript: str | None, work: Path, seed: int):

@@ -160,3 +160,22 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / denom
     m = np.array([[a, -b], [b, a]])
     return np.hstack([m, (md - m @ ms)[:, None]])
+
+
+def neutral_frame_index(landmarks: np.ndarray) -> int | None:
+    """Index of the frame with the mouth nearest closed and the head nearest its usual
+    pose, or None when no frame has a face.
+
+    landmarks: (n, 68, 2), NaN rows where no face. Pose deviation is the nose direction
+    (27 -> 30) away from its median over the frames, in inter-ocular distances.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    idx = np.flatnonzero(np.isfinite(lm).all(axis=(1, 2)))
+    if len(idx) == 0:
+        return None
+    pts = lm[idx]
+    openness = mouth_openness(pts)
+    iod = np.linalg.norm(pts[:, 45] - pts[:, 36], axis=1)
+    nose = (pts[:, 30] - pts[:, 27]) / iod[:, None]
+    pose = np.linalg.norm(nose - np.median(nose, axis=0), axis=1)
+    return int(idx[int(np.argmin(openness + 0.5 * pose))])
