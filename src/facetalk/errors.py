@@ -31,3 +31,8 @@ class OutputError(FacetalkError):
 
 class Cancelled(FacetalkError):
     """The run was cancelled through its context."""
+
+
+class IdentityError(FacetalkError):
+    """An identity that is unknown, or a version that is broken on disk (a missing,
+    renamed, changed or unreadable file, a schema this facetalk does not read)."""

@@ -1,0 +1,82 @@
+"""What one identity version holds, file by file, and the loaded form a render uses.
+
+A version folder (identities/<name>/v<N>/) holds:
+
+- identity.json: the manifest (MANIFEST_KEYS below): schema, facetalk version, created
+  time, consent, the source footage (file name, size, sha256), frame counts (used and
+  skipped, by reason), the person's mouth-shape table, training settings, and "files":
+  {file name: {"sha256": ..., "size": ...}} for every data file below;
+- mouth_bank.safetensors: the MouthBank (identity.bank);
+- face.safetensors: "embedding" (128,) float32 reference face embedding, "embeddings"
+  (m, 128) the per-frame ones it is the mean of, "neutral" (68, 2) float32 canonical
+  closed neutral face;
+- reference.png: the best frontal, mouth-closed frame (the face source for --still);
+- face.mp4: a clip of the footage to loop as the face source (H.264, no audio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..types import MOUTH_PARAMS, Shape
+from .bank import MouthBank
+
+SCHEMA_VERSION = 1
+MANIFEST = "identity.json"
+BANK_FILE = "mouth_bank.safetensors"
+FACE_FILE = "face.safetensors"
+REFERENCE_FILE = "reference.png"
+CLIP_FILE = "face.mp4"
+DATA_FILES = (BANK_FILE, FACE_FILE, REFERENCE_FILE, CLIP_FILE)
+# Top-level keys every identity.json has.
+MANIFEST_KEYS = ("schema", "name", "version", "facetalk", "created", "consent", "footage", "frames",
+                 "shapes", "settings", "files")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A loaded, verified identity version.
+
+    shapes: (len(Shape), len(MOUTH_PARAMS)) float32, the person's target mouth vector
+    per Rhubarb shape, rows in Shape order (replaces motion.shapes.target_table()).
+    """
+
+    name: str
+    version: int
+    path: Path
+    manifest: dict
+    shapes: np.ndarray
+    bank: MouthBank
+    embedding: np.ndarray
+    neutral: np.ndarray
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def reference(self) -> Path:
+        return self.path / REFERENCE_FILE
+
+    @property
+    def clip(self) -> Path:
+        return self.path / CLIP_FILE
+
+
+def shapes_to_json(table: np.ndarray) -> dict[str, dict[str, float]]:
+    """The shape table as {shape: {param: value}} for identity.json."""
+    return {s.value: {p: round(float(v), 4) for p, v in zip(MOUTH_PARAMS, row)} for s, row in zip(Shape, table)}
+
+
+def shapes_from_json(data: dict) -> np.ndarray:
+    """Inverse of shapes_to_json. Raises ValueError on a missing shape or parameter."""
+    rows = []
+    for s in Shape:
+        row = data.get(s.value)
+        if not isinstance(row, dict) or any(p not in row for p in MOUTH_PARAMS):
+            raise ValueError(f"shape table lacks shape {s.value} or one of its parameters")
+        rows.append([float(row[p]) for p in MOUTH_PARAMS])
+    return np.asarray(rows, dtype=np.float32)
