@@ -15,7 +15,8 @@ MOUTH_MODES: tuple[str, ...] = ("speech", "energy", "frozen")
 
 
 def build_motion(
-    speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "speech"
+    speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "speech",
+    shapes: np.ndarray | None = None,
 ) -> Motion:
     """Mouth curves from the speech cues plus seeded idle blinks, sway and breathing.
 
@@ -23,10 +24,11 @@ def build_motion(
     still=True keeps the head and eyes as in the source (only the mouth moves).
     mouth selects the lip motion: "speech" (the cues), or one of the two baselines that
     `facetalk eval` compares against: "energy" (openness proportional to loudness only)
-    and "frozen" (the mouth never moves).
+    and "frozen" (the mouth never moves). shapes: a person's own shape table (an
+    identity's), in place of the generic one.
     """
     if mouth == "speech":
-        curves = mouth_curves(speech, fps, n_frames)
+        curves = mouth_curves(speech, fps, n_frames, table=shapes)
     elif mouth == "energy":
         curves = energy_mouth(speech, fps, n_frames)
     elif mouth == "frozen":

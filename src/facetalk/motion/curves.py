@@ -14,7 +14,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ..types import ANALYSIS_RATE, MOUTH_PARAMS, Shape, Speech
-from .shapes import CLOSED_SHAPES, OPEN, shape_target
+from .shapes import CLOSED_SHAPES, OPEN, target_table
+
+_ROW = {s: i for i, s in enumerate(Shape)}  # table row of each shape
 
 SMOOTH_SIGMA_S = 0.02  # symmetric smoothing; well under a frame at 25-30 fps
 RELEASE_TAU_S = 0.04  # decay time of a closing mouth; half-way within ~28 ms
@@ -83,8 +85,11 @@ def _release(x: np.ndarray, alpha: float) -> np.ndarray:
     return y
 
 
-def mouth_curves(speech: Speech, fps: float, n_frames: int) -> np.ndarray:
+def mouth_curves(speech: Speech, fps: float, n_frames: int, table: np.ndarray | None = None) -> np.ndarray:
     """(n_frames, len(MOUTH_PARAMS)) float32 mouth targets in [0, 1], one row per frame.
+
+    table: (len(Shape), len(MOUTH_PARAMS)) target table, rows in Shape order (a
+    person's own, learnt by an identity); None: the generic motion.shapes table.
 
     "open" is scaled by the speech energy so loud syllables open wider; frames lying
     mostly in an A or X cue never open more than their own time-average (0 for a frame
@@ -95,9 +100,10 @@ def mouth_curves(speech: Speech, fps: float, n_frames: int) -> np.ndarray:
     if n_frames <= 0:
         return np.zeros((0, len(MOUTH_PARAMS)), dtype=np.float32)
     edges = frame_edges(fps, n_frames)
-    breaks, shapes = _cue_segments(speech)
-    targets = np.stack([shape_target(s) for s in shapes]).astype(np.float64)
-    closed = np.array([[s in CLOSED_SHAPES] for s in shapes], dtype=np.float64)
+    breaks, seq = _cue_segments(speech)
+    table = target_table() if table is None else np.asarray(table, dtype=np.float64)
+    targets = table[[_ROW[s] for s in seq]].astype(np.float64)
+    closed = np.array([[s in CLOSED_SHAPES] for s in seq], dtype=np.float64)
     means = _interval_means(breaks, np.hstack([targets, closed]), edges)
     raw, closed_frac = means[:, :-1], means[:, -1]
 
