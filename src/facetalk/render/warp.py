@@ -10,9 +10,9 @@ zero at the region's border, so the patch has no seam. The open mouth is painted
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -110,6 +110,150 @@ def _border_window(h: int, w: int, feather: float) -> np.ndarray:
     return window
 
 
+def close_lids(target: np.ndarray, blink: float) -> np.ndarray:
+    """Move the upper-lid points of (68, 2) float64 target landmarks (in place) most of
+    the way onto the lower lid for blink in [0, 1]; returns target."""
+    b = float(np.clip(blink, 0.0, 1.0))
+    for up, lo in LIDS:
+        target[up] = target[up] + 0.9 * b * (target[lo] - target[up])
+    return target
+
+
+def lid_controls(lm: np.ndarray, blink: float) -> tuple[np.ndarray, np.ndarray]:
+    """Extra (source, target) points along both lids, (k, 2) each, so the closing
+    lid stays a smooth curve instead of a polyline kinked at the landmarks."""
+    src, dst = [], []
+    for (a, b), (c, d) in LID_MIDS:
+        up, lo = (lm[a] + lm[b]) / 2, (lm[c] + lm[d]) / 2
+        src.append(up)
+        dst.append(up + 0.9 * blink * (lo - up))
+    for up, lo in LIDS:  # the lower lid rises a little as the eye closes
+        src.append(lm[lo])
+        dst.append(lm[lo] + 0.05 * blink * (lm[up] - lm[lo]))
+    return np.array(src), np.array(dst)
+
+
+@dataclass(frozen=True)
+class WarpedRegion:
+    """A region of a frame warped so its landmarks land on target points.
+
+    image: (h, w, 3) uint8, the warped pixels of frame rows y0:y0+h, cols x0:x0+w;
+    field: (h, w, 2) float32, per output pixel the offset to the source pixel it was
+    taken from (exactly 0 on the region's border); iod: the face's inter-ocular distance, px.
+    """
+
+    image: np.ndarray
+    field: np.ndarray
+    x0: int
+    y0: int
+    iod: float
+
+
+def warp_region(
+    frame: np.ndarray,
+    landmarks: np.ndarray,
+    target: np.ndarray,
+    blink: float = 0.0,
+    *,
+    moved: Sequence[int] = MOVED,
+    margin: float = 0.45,
+    smooth: float = 0.03,
+    interpolation: int = cv2.INTER_CUBIC,
+) -> WarpedRegion | None:
+    """Warp the lower face (and the eyes when blinking) of frame so that landmarks go to target.
+
+    frame: (H, W, 3) uint8; landmarks, target: (68, 2) frame pixels, target differing
+    from landmarks only at the points in `moved` (mouth and jaw) and, when blink > 0, at
+    the upper lids (close_lids). The displacement is piecewise affine between the
+    moved points, fixed anchors (nose, eyes, upper jaw) and the region's border, lightly
+    blurred (smooth, in inter-ocular distances), windowed to exactly zero at the
+    border (margin: border around the moved points, in inter-ocular distances), and
+    applied with cv2.remap at full resolution. None when the region is under 8 px.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    tgt = np.asarray(target, dtype=np.float64)
+    blink = float(np.clip(blink, 0.0, 1.0))
+    iod = interocular(lm)
+    h_img, w_img = frame.shape[:2]
+    moved = list(moved)
+
+    # region: lower face (and eyes when blinking), source and target, plus a margin
+    # wide enough that the border window never touches a moved point
+    moved = moved + ([p for p, _ in LIDS] if blink > 0 else [])
+    region = np.concatenate([lm[1:16], lm[29:36], lm[48:68], tgt[moved]])
+    if blink > 0:
+        region = np.concatenate([region, lm[17:27]])
+    pad = margin * iod
+    x0 = int(max(0, np.floor(region[:, 0].min() - pad)))
+    y0 = int(max(0, np.floor(region[:, 1].min() - pad)))
+    x1 = int(min(w_img, np.ceil(region[:, 0].max() + pad)))
+    y1 = int(min(h_img, np.ceil(region[:, 1].max() + pad)))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    h, w = y1 - y0, x1 - x0
+
+    # control points: moved and fixed landmarks plus points along the border
+    origin = np.array([x0, y0], np.float64)
+    lids = [i for pair in LIDS for i in pair] if blink > 0 else []
+    fixed = [i for i in FIXED if i not in lids]
+    moved_pts = [i for i in moved if i not in lids]
+    src_pts = np.concatenate([lm[moved_pts], lm[fixed]])
+    dst_pts = np.concatenate([tgt[moved_pts], lm[fixed]])
+    if blink > 0:
+        lid_src, lid_dst = lid_controls(lm, blink)
+        src_pts = np.concatenate([src_pts, lm[[p for p, _ in LIDS]], lid_src])
+        dst_pts = np.concatenate([dst_pts, tgt[[p for p, _ in LIDS]], lid_dst])
+    nb = 8
+    bx = np.linspace(0, w - 1, nb)
+    by = np.linspace(0, h - 1, nb)
+    border = np.concatenate([
+        np.stack([bx, np.zeros(nb)], 1), np.stack([bx, np.full(nb, h - 1.0)], 1),
+        np.stack([np.zeros(nb - 2), by[1:-1]], 1), np.stack([np.full(nb - 2, w - 1.0), by[1:-1]], 1),
+    ])
+    ctrl = np.concatenate([dst_pts - origin, border])
+    disp = np.concatenate([src_pts - dst_pts, np.zeros((len(border), 2))])
+    inside = (ctrl[:, 0] > 0.5) & (ctrl[:, 0] < w - 1.5) & (ctrl[:, 1] > 0.5) & (ctrl[:, 1] < h - 1.5)
+    keep = inside | (np.arange(len(ctrl)) >= len(ctrl) - len(border))
+    # the field is smooth (blurred by `smooth` IOD below), so it is built on a grid of
+    # a fiftieth of the inter-ocular distance and upsampled; the pixels are not
+    step = max(1, int(round(iod / 50)))
+    gh, gw = -(-h // step), -(-w // step)
+    field = piecewise_affine_field((ctrl[keep] + 0.5) / step - 0.5, disp[keep], gh, gw)
+    # soften the creases along triangle edges; a small blur, so lips keep their place
+    sigma = max(1.0, iod * smooth / step)
+    # (scipy's filter, not OpenCV's: its SIMD paths vary in the last bit with
+    # buffer alignment, and renders must repeat exactly)
+    field = gaussian_filter(field, (sigma, sigma, 0), mode="nearest", truncate=3.0)
+    if step > 1:
+        field = cv2.resize(field, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    window = _border_window(h, w, feather=round(0.3 * iod, 1))
+    field *= window[..., None]
+
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32) + x0, np.arange(h, dtype=np.float32) + y0)
+    warped = cv2.remap(frame, xs + field[..., 0], ys + field[..., 1], interpolation, borderMode=cv2.BORDER_REFLECT)
+    return WarpedRegion(image=warped, field=field, x0=x0, y0=y0, iod=iod)
+
+
+def region_mask(region: WarpedRegion, covers: Sequence[np.ndarray] = (), solid: np.ndarray | None = None) -> np.ndarray:
+    """The feathered (h, w) float32 mask of a warped region, exactly 0 on its border.
+
+    1 where the warp moved pixels by more than half a pixel or where any of covers
+    ((h, w) float32 in [0, 1], e.g. painted pixels) is 1; dilated and softened by
+    ~IOD/60; solid ((h, w) float32), if given, is kept unsoftened under it.
+    """
+    field = region.field
+    h, w = field.shape[:2]
+    moved_px = np.hypot(field[..., 0], field[..., 1])
+    mask = np.minimum(moved_px * 2.0, 1.0)
+    for cover in covers:
+        mask = np.maximum(mask, cover)
+    sigma = max(1.0, region.iod / 60)
+    mask = gaussian_filter(cv2.dilate(mask, np.ones((3, 3), np.uint8)), sigma, mode="nearest", truncate=3.0)
+    if solid is not None:
+        mask = np.maximum(mask, solid)
+    return (mask * _border_window(h, w, feather=2.0)).astype(np.float32)
+
+
 class WarpRenderer:
     """Landmark-driven warp renderer (the default)."""
 
@@ -139,29 +283,21 @@ class WarpRenderer:
         _, shaped, to_c = mouth_geometry(landmarks, self._neutral, mouth)
         out = np.array(landmarks, dtype=np.float64, copy=True)
         out[MOVED] = apply(invert(to_c), shaped[MOVED])
-        b = float(np.clip(blink, 0.0, 1.0))
-        for up, lo in LIDS:
-            out[up] = out[up] + 0.9 * b * (out[lo] - out[up])
-        return out.astype(np.float32)
+        return close_lids(out, blink).astype(np.float32)
 
-    @staticmethod
-    def _lid_controls(lm: np.ndarray, blink: float) -> tuple[np.ndarray, np.ndarray]:
-        """Extra (source, target) points along both lids, (k, 2) each, so the closing
-        lid stays a smooth curve instead of a polyline kinked at the landmarks."""
-        src, dst = [], []
-        for (a, b), (c, d) in LID_MIDS:
-            up, lo = (lm[a] + lm[b]) / 2, (lm[c] + lm[d]) / 2
-            src.append(up)
-            dst.append(up + 0.9 * blink * (lo - up))
-        for up, lo in LIDS:  # the lower lid rises a little as the eye closes
-            src.append(lm[lo])
-            dst.append(lm[lo] + 0.05 * blink * (lm[up] - lm[lo]))
-        return np.array(src), np.array(dst)
+    def plan(self, mouth: np.ndarray) -> None:
+        """Nothing to plan: every frame is drawn from its own mouth vector."""
 
     def render(
-        self, frame: np.ndarray, landmarks: np.ndarray | None, mouth: np.ndarray, blink: float = 0.0
+        self,
+        frame: np.ndarray,
+        landmarks: np.ndarray | None,
+        mouth: np.ndarray,
+        blink: float = 0.0,
+        k: int | None = None,
     ) -> Patch | None:
-        """Patch of frame (H, W, 3) uint8 showing mouth (len(MOUTH_PARAMS),) and blink."""
+        """Patch of frame (H, W, 3) uint8 showing mouth (len(MOUTH_PARAMS),) and blink
+        (k, the output frame index, is not needed)."""
         if landmarks is None:
             return None
         lm = np.asarray(landmarks, dtype=np.float64)
@@ -172,63 +308,11 @@ class WarpRenderer:
         blink = float(np.clip(blink, 0.0, 1.0))
         closed, shaped, to_c = mouth_geometry(lm, self._neutral, mouth)
         tgt = self.target(lm, mouth, blink).astype(np.float64)
-        iod = interocular(lm)
-        h_img, w_img = frame.shape[:2]
-
-        # region: lower face (and eyes when blinking), source and target, plus a margin
-        # wide enough that the border window never touches a moved point
-        moved = MOVED + ([p for p, _ in LIDS] if blink > 0 else [])
-        region = np.concatenate([lm[1:16], lm[29:36], lm[48:68], tgt[moved]])
-        if blink > 0:
-            region = np.concatenate([region, lm[17:27]])
-        pad = self.margin * iod
-        x0 = int(max(0, np.floor(region[:, 0].min() - pad)))
-        y0 = int(max(0, np.floor(region[:, 1].min() - pad)))
-        x1 = int(min(w_img, np.ceil(region[:, 0].max() + pad)))
-        y1 = int(min(h_img, np.ceil(region[:, 1].max() + pad)))
-        if x1 - x0 < 8 or y1 - y0 < 8:
+        region = warp_region(frame, lm, tgt, blink, margin=self.margin, smooth=self.smooth, interpolation=self.interp)
+        if region is None:
             return None
-        h, w = y1 - y0, x1 - x0
-
-        # control points: moved and fixed landmarks plus points along the border
-        origin = np.array([x0, y0], np.float64)
-        lids = [i for pair in LIDS for i in pair] if blink > 0 else []
-        fixed = [i for i in FIXED if i not in lids]
-        moved_pts = [i for i in moved if i not in lids]
-        src_pts = np.concatenate([lm[moved_pts], lm[fixed]])
-        dst_pts = np.concatenate([tgt[moved_pts], lm[fixed]])
-        if blink > 0:
-            lid_src, lid_dst = self._lid_controls(lm, blink)
-            src_pts = np.concatenate([src_pts, lm[[p for p, _ in LIDS]], lid_src])
-            dst_pts = np.concatenate([dst_pts, tgt[[p for p, _ in LIDS]], lid_dst])
-        nb = 8
-        bx = np.linspace(0, w - 1, nb)
-        by = np.linspace(0, h - 1, nb)
-        border = np.concatenate([
-            np.stack([bx, np.zeros(nb)], 1), np.stack([bx, np.full(nb, h - 1.0)], 1),
-            np.stack([np.zeros(nb - 2), by[1:-1]], 1), np.stack([np.full(nb - 2, w - 1.0), by[1:-1]], 1),
-        ])
-        ctrl = np.concatenate([dst_pts - origin, border])
-        disp = np.concatenate([src_pts - dst_pts, np.zeros((len(border), 2))])
-        inside = (ctrl[:, 0] > 0.5) & (ctrl[:, 0] < w - 1.5) & (ctrl[:, 1] > 0.5) & (ctrl[:, 1] < h - 1.5)
-        keep = inside | (np.arange(len(ctrl)) >= len(ctrl) - len(border))
-        # the field is smooth (blurred by `smooth` IOD below), so it is built on a grid of
-        # a fiftieth of the inter-ocular distance and upsampled; the pixels are not
-        step = max(1, int(round(iod / 50)))
-        gh, gw = -(-h // step), -(-w // step)
-        field = piecewise_affine_field((ctrl[keep] + 0.5) / step - 0.5, disp[keep], gh, gw)
-        # soften the creases along triangle edges; a small blur, so lips keep their place
-        sigma = max(1.0, iod * self.smooth / step)
-        # (scipy's filter, not OpenCV's: its SIMD paths vary in the last bit with
-        # buffer alignment, and renders must repeat exactly)
-        field = gaussian_filter(field, (sigma, sigma, 0), mode="nearest", truncate=3.0)
-        if step > 1:
-            field = cv2.resize(field, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)[:h, :w]
-        window = _border_window(h, w, feather=round(0.3 * iod, 1))
-        field *= window[..., None]
-
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32) + x0, np.arange(h, dtype=np.float32) + y0)
-        warped = cv2.remap(frame, xs + field[..., 0], ys + field[..., 1], self.interp, borderMode=cv2.BORDER_REFLECT)
+        warped, iod = region.image, region.iod
+        origin = np.array([region.x0, region.y0], np.float64)
 
         # what the source mouth showed (teeth, a dark gap) and the closing lips did not cover
         cleared = clear_lip_band(warped, tgt[48:68] - origin, self._look.lip, iod)
@@ -240,10 +324,5 @@ class WarpRenderer:
 
         # mask: where the warp moved pixels by more than a fraction of one, or the
         # interior was drawn; softened, and zero on the border
-        moved_px = np.hypot(field[..., 0], field[..., 1])
-        mask = np.maximum(np.maximum(np.minimum(moved_px * 2.0, 1.0), inner_a), cleared)
-        sigma = max(1.0, iod / 60)
-        mask = gaussian_filter(cv2.dilate(mask, np.ones((3, 3), np.uint8)), sigma, mode="nearest", truncate=3.0)
-        mask = np.maximum(mask, inner_a) * _border_window(h, w, feather=2.0)
-        image = warped
-        return Patch(image=image, mask=mask.astype(np.float32), x0=x0, y0=y0)
+        mask = region_mask(region, (inner_a, cleared), solid=inner_a)
+        return Patch(image=warped, mask=mask, x0=region.x0, y0=region.y0)
