@@ -22,6 +22,7 @@ from facetalk.motion.shapes import target_table
 
 SCALE = 16.0  # crop pixels per inter-ocular distance: tiny crops, fast tests
 CLIP_SIZE = 32
+CLIP_FRAMES = 5
 
 
 def synthetic_data(seed: int = 0, n_crops: int = 3) -> dict:
@@ -37,7 +38,8 @@ def synthetic_data(seed: int = 0, n_crops: int = 3) -> dict:
     )
     embeddings = rng.normal(size=(4, 128)).astype(np.float32)
     face = {"embedding": embeddings.mean(axis=0), "embeddings": embeddings,
-            "neutral": rng.normal(size=(68, 2)).astype(np.float32)}
+            "neutral": rng.normal(size=(68, 2)).astype(np.float32),
+            "clip_landmarks": rng.normal(size=(CLIP_FRAMES, 68, 2)).astype(np.float32)}
     reference = rng.integers(0, 256, (CLIP_SIZE, CLIP_SIZE, 3), dtype=np.uint8)
     return {"bank": bank, "face": face, "reference": reference, "shapes": target_table()}
 
@@ -50,7 +52,7 @@ def write_version(reg: Registry, name: str, seed: int = 0, consent: str | None =
         save_file(data["face"], str(st.path / FACE_FILE))
         Image.fromarray(data["reference"]).save(st.path / REFERENCE_FILE)
         with VideoWriter(st.path / CLIP_FILE, CLIP_SIZE, CLIP_SIZE, 25.0) as clip:
-            for k in range(5):
+            for k in range(CLIP_FRAMES):
                 clip.write(np.full((CLIP_SIZE, CLIP_SIZE, 3), 40 * k, np.uint8))
         st.manifest.update(
             consent=consent,

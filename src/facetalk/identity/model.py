@@ -9,7 +9,8 @@ A version folder (identities/<name>/v<N>/) holds:
 - mouth_bank.safetensors: the MouthBank (identity.bank);
 - face.safetensors: "embedding" (128,) float32 reference face embedding, "embeddings"
   (m, 128) the per-frame ones it is the mean of, "neutral" (68, 2) float32 canonical
-  closed neutral face;
+  closed neutral face, "clip_landmarks" (n, 68, 2) float32 the tracked landmarks of
+  every frame of face.mp4 (NaN rows where no face), so a render need not track it again;
 - reference.png: the best frontal, mouth-closed frame (the face source for --still);
 - face.mp4: a clip of the footage to loop as the face source (H.264, no audio).
 """
@@ -52,6 +53,7 @@ class Identity:
     bank: MouthBank
     embedding: np.ndarray
     neutral: np.ndarray
+    clip_landmarks: np.ndarray  # (n, 68, 2) float32 per frame of the clip, NaN where no face
 
     @property
     def ref(self) -> str:

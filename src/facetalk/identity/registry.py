@@ -443,10 +443,13 @@ def load_data(label: str, name: str, version: int, folder: Path, manifest: dict,
     bank = _loading(label, BANK_FILE, "a mouth bank", fix, lambda: load_bank(folder / BANK_FILE))
     face = _loading(label, FACE_FILE, "face tensors", fix, lambda: _face_tensors(load_file(str(folder / FACE_FILE))))
     _loading(label, REFERENCE_FILE, "an image", fix, lambda: load_image(folder / REFERENCE_FILE))
-    _loading(label, CLIP_FILE, "a video", fix, lambda: probe_video(folder / CLIP_FILE))
+    clip = _loading(label, CLIP_FILE, "a video", fix, lambda: probe_video(folder / CLIP_FILE))
+    if clip.n_frames != len(face["clip_landmarks"]):
+        raise IdentityError(f"{label}: {CLIP_FILE} has {clip.n_frames} frames but {FACE_FILE} tracks "
+                            f"{len(face['clip_landmarks'])}; {fix}")
     shapes = _loading(label, MANIFEST, "a shape table", fix, lambda: _shape_table(manifest["shapes"]))
     return Identity(name=name, version=version, path=folder, manifest=manifest, shapes=shapes, bank=bank,
-                    embedding=face["embedding"], neutral=face["neutral"])
+                    embedding=face["embedding"], neutral=face["neutral"], clip_landmarks=face["clip_landmarks"])
 
 
 def check_adapters(label: str, folder: Path, manifest: dict, fix: str) -> None:
@@ -468,12 +471,15 @@ def _loading(label: str, file: str, what: str, fix: str, load):
 
 
 def _face_tensors(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    emb, embs, neutral = t.get("embedding"), t.get("embeddings"), t.get("neutral")
-    if emb is None or embs is None or neutral is None:
-        raise ValueError("lacks embedding, embeddings or neutral")
-    if emb.shape != (EMBEDDING_DIM,) or embs.ndim != 2 or embs.shape[1] != EMBEDDING_DIM or neutral.shape != (68, 2):
-        raise ValueError(f"shapes embedding {emb.shape}, embeddings {embs.shape}, neutral {neutral.shape}")
-    return {"embedding": emb.astype(np.float32), "neutral": neutral.astype(np.float32)}
+    emb, embs, neutral, clip = t.get("embedding"), t.get("embeddings"), t.get("neutral"), t.get("clip_landmarks")
+    if emb is None or embs is None or neutral is None or clip is None:
+        raise ValueError("lacks embedding, embeddings, neutral or clip_landmarks")
+    if (emb.shape != (EMBEDDING_DIM,) or embs.ndim != 2 or embs.shape[1] != EMBEDDING_DIM or neutral.shape != (68, 2)
+            or clip.ndim != 3 or clip.shape[1:] != (68, 2)):
+        raise ValueError(f"shapes embedding {emb.shape}, embeddings {embs.shape}, neutral {neutral.shape}, "
+                         f"clip_landmarks {clip.shape}")
+    return {"embedding": emb.astype(np.float32), "neutral": neutral.astype(np.float32),
+            "clip_landmarks": clip.astype(np.float32)}
 
 
 def _shape_table(data: object) -> np.ndarray:

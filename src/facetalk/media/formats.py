@@ -22,6 +22,7 @@ ROLE_KINDS: dict[str, tuple[MediaKind, ...]] = {
     "audio": ("audio", "video"),
     "image": ("image",),
     "video": ("video",),
+    "footage": ("video",),  # what an identity learns from
 }
 
 _KIND_EXTENSIONS: dict[MediaKind, tuple[str, ...]] = {
