@@ -61,7 +61,10 @@ def cli(click_ctx: click.Context, debug: bool) -> None:
 def render_options(f):
     """Options shared by every command that renders."""
     opts = [
-        click.option("--face", required=True, help="Photo (jpg, png, webp) or video (mp4, mov, mkv, webm) of the person."),
+        click.option("--face", default=None, help="Photo (jpg, png, webp) or video (mp4, mov, mkv, webm) of the person."),
+        click.option("--identity", default=None, help="A learnt person, NAME or NAME@vN (see `facetalk identity`); --face becomes optional."),
+        click.option("--identity-face", type=click.Choice(["clip", "photo"]), default="clip", show_default=True,
+                     help="Face source of an --identity without --face: a clip of its footage (looped) or its reference photo."),
         click.option("--audio", required=True, help="Speech: wav, mp3, m4a, flac, ogg (or a video's soundtrack)."),
         click.option("-o", "--output", required=True, help="The MP4 to write."),
         click.option("--transcript", type=click.Path(dir_okay=False), help="Text file of the words spoken: precise lip-sync by forced alignment."),
@@ -70,7 +73,7 @@ def render_options(f):
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for idle motion (blinks, sway)."),
         click.option("--still", is_flag=True, help="No blinks, head sway or breathing on a photo."),
         click.option("--face-index", type=int, default=None, help="Which face when there are several (0 = largest)."),
-        click.option("--renderer", default="warp", show_default=True, help="Renderer plug-in."),
+        click.option("--renderer", default=None, help="Renderer plug-in: warp, or retrieval (needs --identity) [default: retrieval with --identity, else warp]."),
         click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default="mean", show_default=True),
         click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better)."),
         click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors."),
@@ -83,12 +86,14 @@ def render_options(f):
 
 @cli.command()
 @render_options
-def render(face, audio, output, transcript, fps, size, seed, still, face_index, renderer, color_match, crf, quiet_flag, json_progress):
-    """Render FACE speaking AUDIO into an MP4."""
+def render(face, identity, identity_face, audio, output, transcript, fps, size, seed, still, face_index, renderer,
+           color_match, crf, quiet_flag, json_progress):
+    """Render FACE (or a learnt --identity) speaking AUDIO into an MP4."""
     from .pipeline import RenderRequest, render as run_render
 
     request = RenderRequest(
-        face=face, audio=audio, output=output, transcript=read_transcript(transcript), fps=fps,
+        face=face, identity=identity, identity_face=identity_face, audio=audio, output=output,
+        transcript=read_transcript(transcript), fps=fps,
         size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
         color_match=color_match, crf=crf,
     )
@@ -168,9 +173,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 from .eval.cli import bench_command, eval_command  # noqa: E402 - commands defined in their own package
+from .identity.cli import identity_group  # noqa: E402
+from .jobs.cli import jobs_group, outputs_group, worker_command  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
+cli.add_command(identity_group)
+cli.add_command(jobs_group)
+cli.add_command(worker_command)
+cli.add_command(outputs_group)
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -50,6 +50,13 @@ class Framing:
         interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
         return cv2.resize(part, (self.width, self.height), interpolation=interp)
 
+    def map_points(self, pts: np.ndarray) -> np.ndarray:
+        """Source pixel coordinates (..., 2) -> coordinates in the framed image (pixel
+        centres map to pixel centres, as cv2.resize samples them)."""
+        x0, y0, x1, y1 = self.crop
+        scale = np.array([self.width / (x1 - x0), self.height / (y1 - y0)])
+        return ((np.asarray(pts, dtype=np.float64) - (x0, y0) + 0.5) * scale - 0.5).astype(np.float32)
+
 
 def plan_framing(
     src_w: int,

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from itertools import islice
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +41,22 @@ from .speech.analyse import analyse_speech
 from .types import Motion, Speech
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RenderRequest:
     """Everything a render needs; serialisable, so a job can store and replay it."""
 
-    face: str  # photo or video of the person
+    face: str | None = None  # photo or video of the person (None: the identity's own)
     audio: str  # speech recording (any supported audio or video file)
     output: str  # .mp4 to write
+    identity: str | None = None  # "name" or "name@v2": a learnt person (mouth shapes, mouth bank, face)
+    identity_face: str = "clip"  # face source of an identity without --face: "clip" (loop) or "photo"
     transcript: str | None = None  # the words spoken (text); enables forced alignment
     fps: float | None = None  # None: 25 for a photo, the video's own rate for a video
     size: tuple[int, int] | int | None = None  # (w, h), a long side, or None: the input's
     seed: int = 0
     still: bool = False  # no idle life (blinks, sway, breathing) for a photo
     face_index: int | None = None  # which face when several: None = largest
-    renderer: str = "warp"
+    renderer: str | None = None  # None: "retrieval" for an identity, else "warp"
     color_match: str = "mean"
     crf: int = 18
     mouth: str = "speech"  # "speech", or a baseline for eval: "energy", "frozen"
@@ -73,6 +75,8 @@ class RenderResult:
     duration: float
     speech_method: str
     frames_without_face: int
+    renderer: str
+    identity: str | None  # the version rendered ("name@v2"), None without one
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
@@ -104,8 +108,13 @@ class _Timer:
         return now
 
 
-def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None) -> RenderResult:
-    """Render a talking video. Raises FacetalkError subclasses for bad input."""
+def render(
+    request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None, registry=None
+) -> RenderResult:
+    """Render a talking video. Raises FacetalkError subclasses for bad input.
+
+    registry: the facetalk.identity.registry.Registry that request.identity is looked up
+    in (None: the one under the facetalk home, FACETALK_HOME)."""
     ctx = ctx or RunContext(seed=request.seed)
     models = models or FaceModels()
     timer = _Timer()
@@ -114,9 +123,15 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
     # 1. check inputs and output before any heavy work
     output = Path(request.output)
     check_output_path(output)
+    identity = _load_identity(request, registry)
+    if identity is not None and not request.face:
+        request = replace(request, face=str(identity.reference if request.identity_face == "photo" else identity.clip))
+    if not request.face:
+        raise InputError("give --face (a photo or video of the person) or --identity NAME")
     face_kind = classify(request.face, role="--face")
     classify(request.audio, role="--audio")
-    renderer = get_renderer(request.renderer)
+    renderer_name = request.renderer or ("retrieval" if identity is not None else "warp")
+    renderer = get_renderer(renderer_name, **({"bank": identity.bank} if identity is not None and renderer_name == "retrieval" else {}))
     if request.fps is not None and not 1 <= request.fps <= 120:
         raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
     is_photo = face_kind == "image"
@@ -132,16 +147,20 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
 
     # 3. cues -> per-frame motion; the video frame count follows the audio
     n_frames = max(1, int(round(audio.duration * fps)))
-    motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo, mouth=request.mouth)
+    motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo,
+                          mouth=request.mouth, shapes=identity.shapes if identity is not None else None)
     t = timer.add("motion", t)
 
     if is_photo:
         frames, framing, missing = _photo_frames(request, models, renderer, motion, ctx, timer)
     else:
-        frames, framing, missing = _video_frames(request, info, models, renderer, motion, ctx, timer)
+        # the identity's own clip was tracked when the identity was learnt
+        known = identity.clip_landmarks if identity is not None and request.face == str(identity.clip) else None
+        frames, framing, missing = _video_frames(request, info, models, renderer, motion, ctx, timer, known)
 
     metadata = {
-        "comment": f"AI-generated with facetalk {__version__} (renderer {request.renderer})",
+        "comment": f"AI-generated with facetalk {__version__} (renderer {renderer_name}"
+        + (f", identity {identity.ref})" if identity is not None else ")"),
         "encoder_tool": f"facetalk {__version__}",
     }
     with VideoWriter(
@@ -169,9 +188,23 @@ def render(request: RenderRequest, ctx: RunContext | None = None, models: FaceMo
         duration=n_frames / fps,
         speech_method=speech.method,
         frames_without_face=missing,
+        renderer=renderer_name,
+        identity=identity.ref if identity is not None else None,
         warnings=list(ctx.warnings),
         timings=dict(timer.seconds),
     )
+
+
+def _load_identity(request: RenderRequest, registry):
+    """The identity the request names, loaded and verified; None when it names none."""
+    if not request.identity:
+        return None
+    if registry is None:
+        from .home import facetalk_home
+        from .identity.registry import Registry
+
+        registry = Registry(facetalk_home())
+    return registry.load(request.identity)
 
 
 def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
@@ -191,6 +224,7 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
     image = framing.apply(image)
     landmarks = track_image(models, image, face_index=request.face_index, source=request.face)
     renderer.prepare(image, landmarks)
+    renderer.plan(motion.mouth)
     t = timer.add("face", t)
     ctx.report("face", 1.0, "face ready")
 
@@ -201,7 +235,7 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
         t = time.perf_counter()
         frame, lm = (image, landmarks) if head is None else head.apply(motion.head[k])
         t = timer.add("idle", t)
-        patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]))
+        patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]), k=k)
         t = timer.add("render", t)
         out = paste(frame, patch, request.color_match) if patch is not None else frame
         timer.add("composite", t)
@@ -210,7 +244,10 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
     return ordered_map(make, range(motion.n_frames), workers=RENDER_WORKERS), framing, 0
 
 
-def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
+def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer,
+                  known: np.ndarray | None = None):
+    """Frames of a video source with the mouth re-rendered. known: (n, 68, 2) landmarks of
+    the source's frames, already tracked (NaN rows: no face); None: track them here."""
     t = time.perf_counter()
     centre = _first_face_centre(request, models, info)
     framing = plan_framing(info.width, info.height, request.size, centre)
@@ -232,7 +269,12 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
     cache = FrameCache(framing.width, framing.height) if FrameCache.fits(framing.width, framing.height, n_src) else None
     if cache is not None:
         source = cache.tee(source)
-    track = track_faces(source, models, face_index=request.face_index, fps=info.fps, progress=on_progress)
+    if known is None:
+        track = track_faces(source, models, face_index=request.face_index, fps=info.fps, progress=on_progress)
+    else:
+        n_seen = sum(1 for _ in source)  # decoded into the cache all the same
+        lm = framing.map_points(known[:n_seen])
+        track = FaceTrack(landmarks=lm, raw=lm, present=np.isfinite(lm).all(axis=(1, 2)), fps=info.fps)
     n_src = len(track.present)
     if n_src == 0:
         raise InputError(f"no frames could be decoded from {request.face}")
@@ -246,6 +288,7 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
     ref = _reference_index(track)
     teeth = [(frame_at(i), track.landmarks[i]) for i in _open_mouth_indices(track)]
     renderer.prepare(frame_at(ref), track.landmarks[ref], teeth)
+    renderer.plan(motion.mouth)
     t = timer.add("face", t)
     ctx.report("face", 1.0, f"face in {int(track.present.sum())} of {n_src} frames")
 
@@ -272,7 +315,7 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
         if not track.present[i]:
             return frame
         t = time.perf_counter()
-        patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0)
+        patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0, k=k)
         t = timer.add("render", t)
         out = paste(frame, patch, request.color_match) if patch is not None else frame
         timer.add("composite", t)
