@@ -137,7 +137,7 @@ def test_eval_command_end_to_end(real, work):
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert set(data["modes"]) == {"photo", "video", "energy", "frozen"}
-    assert "identity" in data["skipped"]
+    assert data["skipped"] == {} and data["identity"] is None  # identity runs only when asked
     keys = {"openness_r", "openness_spread", "av_offset", "lmd", "identity_mean", "identity_max", "identity_drift",
             "sharpness_ratio", "jitter_ratio", "psnr", "ssim", "faces"}
     for mode, entry in data["modes"].items():

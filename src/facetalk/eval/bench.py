@@ -128,6 +128,56 @@ def make_video(path: Path, size: tuple[int, int] = SOURCE_SIZE) -> Path:
     return path
 
 
+def make_footage(path: Path, seconds: float, size: tuple[int, int] = (1280, 720)) -> Path:
+    """Footage to learn an identity from: a real talking clip with its own soundtrack
+    (../shared/media/talking/congressman-60s-256px.mp4) scaled to the frame height, the
+    sides extended, looped (forward, back) to `seconds`, its soundtrack looped with it."""
+    import cv2
+    import soundfile
+
+    from ..media.audio import load_audio
+    from ..media.encode import VideoWriter
+    from ..media.video import iter_frames, pingpong_index, probe_video
+
+    src = MEDIA / "talking" / "congressman-60s-256px.mp4"
+    if not src.is_file():
+        raise FacetalkError(f"no footage to bench with: {src} is missing")
+    info = probe_video(src)
+    w, h = size
+    frames = list(iter_frames(src))  # 256 px: small; each is scaled as it is written
+    audio = load_audio(src)
+    n = int(round(seconds * info.fps))
+    # the soundtrack follows the frames: a reversed pass plays its audio reversed (timing is
+    # what learning measures, and it stays in sync this way)
+    hop = audio.sample_rate / info.fps
+    pieces = []
+    for k in range(n):
+        i = pingpong_index(k, len(frames))
+        forward = (k // (len(frames) - 1)) % 2 == 0 if len(frames) > 1 else True
+        seg = audio.samples[int(i * hop): int((i + 1) * hop)]
+        pieces.append(seg if forward else seg[::-1])
+    wav = path.with_suffix(".wav")
+    soundfile.write(str(wav), np.concatenate(pieces), audio.sample_rate, subtype="PCM_16")
+    left = (w - h) // 2
+    with VideoWriter(path, w, h, info.fps, audio_path=wav, crf=18) as writer:
+        for k in range(n):
+            face = cv2.resize(frames[pingpong_index(k, len(frames))], (h, h), interpolation=cv2.INTER_CUBIC)
+            writer.write(np.ascontiguousarray(cv2.copyMakeBorder(face, 0, 0, left, w - h - left, cv2.BORDER_REFLECT)))
+    wav.unlink()
+    return path
+
+
+def identity_case(footage: str, home: str) -> dict:
+    """Learn an identity from footage once in this process: wall seconds, counts, peak RSS."""
+    from ..identity.learn import create_identity
+    from ..identity.registry import Registry
+
+    t0 = time.perf_counter()
+    result = create_identity(Registry(Path(home)), "bench", [footage])
+    return {"wall_s": time.perf_counter() - t0, "frames": result.frames_total, "used": result.frames_used,
+            "ref": result.ref, "peak_rss_mb": peak_rss_mb()}
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB (VmHWM; ru_maxrss where /proc is absent)."""
     try:
@@ -183,6 +233,8 @@ def floor_case(face: str, audio: str, size: tuple[int, int], out: str, n_frames:
 
 
 def _child(spec: dict) -> dict:
+    if spec["what"] == "identity":
+        return identity_case(spec["face"], spec["home"])
     if spec["what"] == "render":
         return render_case(spec["face"], spec["audio"], spec["size"], spec["out"])
     return floor_case(spec["face"], spec["audio"], spec["size"], spec["out"], spec["n_frames"], spec["fps"])

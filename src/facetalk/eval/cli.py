@@ -17,13 +17,17 @@ from ..speech.text import read_transcript
 @click.option("-o", "--output", default=None, help="Write the full results (metrics and curves) to this JSON file.")
 @click.option("--plot", default=None, help="Write a PNG of generated vs real mouth openness (with --suite: a folder, one PNG per clip).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None, help="Evaluate only the first seconds of each clip.")
-@click.option("--modes", default=",".join(("photo", "video", "energy", "frozen")), show_default=True, help="Comma-separated modes to run.")
+@click.option("--modes", default=",".join(("photo", "video", "energy", "frozen")), show_default=True,
+              help="Comma-separated modes: photo, video, identity, energy, frozen. With identity, every mode is measured on the part of the clip after the one the identity learns from.")
+@click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Mode identity: learn from the clip's first seconds [default: two thirds of the clip].")
 @click.option("--keep", default=None, type=click.Path(file_okay=False), help="Keep the renders in this folder (with --suite: one subfolder per clip).")
-def eval_command(video, audio, transcript, suite, output, plot, max_seconds, modes, keep):
+def eval_command(video, audio, transcript, suite, output, plot, max_seconds, modes, train_seconds, keep):
     """Self-reenactment: regenerate a real clip from its soundtrack and compare.
 
     Rows are modes (photo: from one frame of the clip; video: the clip with its mouth
-    re-synthesised; energy and frozen: baselines), columns are metrics: r (mouth-openness
+    re-synthesised; identity: a person learnt from the clip's first part, rendered from
+    its own face clip; energy and frozen: baselines), columns are metrics: r (mouth-openness
     correlation, 1 best), offset (A/V lag in frames, + = generated late), LMD (mouth
     landmark distance over inter-ocular distance), identity distance (< 0.6 = same person),
     sharpness and jitter over the real clip's (1 = as real), face PSNR/SSIM.
@@ -34,7 +38,8 @@ def eval_command(video, audio, transcript, suite, output, plot, max_seconds, mod
 
     if (video is None) == (suite is None):
         raise click.UsageError("give either --video CLIP or --suite FOLDER")
-    options = EvalOptions(max_seconds=max_seconds, modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
+    options = EvalOptions(max_seconds=max_seconds, modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
+                          train_seconds=train_seconds)
     models = FaceModels()
     if video is not None:
         result = evaluate_clip(video, audio, read_transcript(transcript), options, models, workdir=keep)

@@ -43,6 +43,14 @@ SUITE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("video", "sharpness_ratio", "sharp", "{:.2f}"),
     ("video", "jitter_ratio", "jitter", "{:.2f}"),
     ("video", "psnr", "PSNR", "{:.1f}"),
+    # mode identity against the zero-shot photo (columns appear when identity ran)
+    ("identity", "openness_r", "r identity", "{:+.2f}"),
+    ("identity", "openness_spread", "spread identity", "{:.2f}"),
+    ("photo", "lmd", "LMD photo", "{:.3f}"),
+    ("identity", "lmd", "LMD identity", "{:.3f}"),
+    ("photo", "sharpness_ratio", "sharp photo", "{:.2f}"),
+    ("identity", "sharpness_ratio", "sharp identity", "{:.2f}"),
+    ("identity", "identity_mean", "id identity", "{:.3f}"),
 )
 
 
@@ -78,6 +86,10 @@ def format_table(result: EvalResult) -> str:
     r = result.real
     head = (f"{r.source.name}: {r.n_frames} frames, {r.width}x{r.height}, {r.fps:.2f} fps, "
             f"lip-sync from {'transcript' if result.transcript else 'audio only'}")
+    if result.identity:
+        b = result.identity
+        head += (f"; identity {b['ref']} learnt from the first {b['train_seconds']:.1f} s "
+                 f"({b['frames_used']} frames used, {b['seconds']:.1f} s), every mode measured after it")
     return "\n".join([head, body, *notes])
 
 
@@ -116,6 +128,7 @@ def to_dict(result: EvalResult) -> dict:
             for m, res in result.modes.items()
         },
         "skipped": result.skipped,
+        "identity": result.identity,
     })
 
 
@@ -149,7 +162,8 @@ def plot_openness(result: EvalResult, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(8.0, min(24.0, seconds * 0.8)), 3.6), dpi=100)
     t = np.arange(r.n_frames) / r.fps
     ax.plot(t, r.openness, color="black", lw=2.2, label="real")
-    colours = {"photo": "tab:orange", "video": "tab:blue", "energy": "tab:green", "frozen": "tab:grey"}
+    colours = {"photo": "tab:orange", "video": "tab:blue", "identity": "tab:purple", "energy": "tab:green",
+               "frozen": "tab:grey"}
     for mode, res in result.modes.items():
         if res.error or len(res.openness) == 0:
             continue
@@ -183,16 +197,17 @@ def suite_row(result: EvalResult) -> dict[str, float]:
 
 def format_suite(rows: list[tuple[str, dict[str, float] | None, str | None]]) -> str:
     """One line per clip (name, summary figures or its error) and the mean of each column
-    over the clips that have it."""
-    header = ["clip", *[t for _, _, t, _ in SUITE_COLUMNS]]
+    over the clips that have it. Columns no clip has a figure for are left out."""
+    cols = [c for c in SUITE_COLUMNS if any(row is not None and np.isfinite(row[c[2]]) for _, row, _ in rows)]
+    header = ["clip", *[t for _, _, t, _ in cols]]
     lines, notes = [], []
     for name, row, err in rows:
         if row is None:
             notes.append(f"{name}: failed: {err}")
             continue
-        lines.append([name, *[_fmt(row[t], f) for _, _, t, f in SUITE_COLUMNS]])
+        lines.append([name, *[_fmt(row[t], f) for _, _, t, f in cols]])
     means = []
-    for _, _, t, f in SUITE_COLUMNS:
+    for _, _, t, f in cols:
         vals = [row[t] for _, row, _ in rows if row is not None and np.isfinite(row[t])]
         means.append(_fmt(float(np.mean(vals)), f) if vals else "-")
     return "\n".join([_grid(header, [*lines, ["mean", *means]]), *notes])

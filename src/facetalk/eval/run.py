@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -37,30 +38,36 @@ from ..media.formats import classify
 from ..media.video import FrameReader, iter_frames, probe_video
 from . import metrics
 
-# Modes in the order they are reported. "video" is the product; "frozen" and "energy"
-# are the baselines every figure should be read against.
-MODES: tuple[str, ...] = ("photo", "video", "energy", "frozen")
+# Modes in the order they are reported. "video" is the product on a video, "photo" on one
+# frame of it, "identity" a learnt person rendered from its own face clip; "frozen" and
+# "energy" are the baselines every figure should be read against.
+MODES: tuple[str, ...] = ("photo", "video", "identity", "energy", "frozen")
+# What runs unless asked: "identity" learns the person from the clip's first part and
+# moves every mode's evaluation to the part after it, so it is asked for explicitly.
+DEFAULT_MODES: tuple[str, ...] = ("photo", "video", "energy", "frozen")
 # Modes that need something not built yet, with the reason reported in place of numbers.
-# Hook for `identity`: add it to MODES and give it a request in _request(), rendering from
-# an identity built on a part of the clip disjoint from the frames evaluated.
-PLANNED_MODES: dict[str, str] = {
-    "identity": "not available yet: needs personal identities (built from a disjoint part of the footage)",
-}
-_VIDEO_MODES = ("video", "energy", "frozen", "identity")  # frame k of the output is source frame k
-_MOUTH = {"photo": "speech", "video": "speech", "energy": "energy", "frozen": "frozen"}
+PLANNED_MODES: dict[str, str] = {}
+_VIDEO_MODES = ("video", "energy", "frozen")  # frame k of the output is source frame k
+_MOUTH = {"photo": "speech", "video": "speech", "identity": "speech", "energy": "energy", "frozen": "frozen"}
+IDENTITY_NAME = "eval"  # the identity built for mode "identity", in a registry under the work folder
+MIN_TEST_SECONDS = 2.0  # held-out part the "identity" mode needs at least
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     """How an evaluation runs.
 
-    max_seconds: evaluate only the first seconds of the clip (None: all of it).
+    max_seconds: evaluate only the first seconds of the clip (None: all of it); with
+    mode "identity", the first seconds after the part the identity learns from.
+    train_seconds: with mode "identity", the identity learns from the clip's first
+    train_seconds (None: two thirds of it) and every mode is measured on the rest.
     pixel_every / embed_every: frame stride of the pixel metrics and of face embeddings.
     max_lag: A/V offset search range in frames (either way).
     """
 
     max_seconds: float | None = None
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = DEFAULT_MODES
+    train_seconds: float | None = None
     pixel_every: int = 5
     embed_every: int = 10
     max_lag: int = 10
@@ -118,6 +125,7 @@ class EvalResult:
     skipped: dict[str, str]  # planned modes not run, and why
     transcript: bool
     seconds: float  # wall time of the evaluation
+    identity: dict | None = None  # how the "identity" mode's identity was built (frames, seconds, ref)
 
 
 def evaluate_clip(
@@ -154,38 +162,74 @@ def evaluate_clip(
 
 def _evaluate(video, audio, transcript, options, models, ctx, work: Path, t0: float) -> EvalResult:
     ctx.report("eval", 0.0, f"measuring {video.name}")
-    real = prepare_real(video, audio, work, models, options)
+    start, built = 0, None
+    registry = None
+    if "identity" in options.modes:
+        if audio is not None:
+            raise InputError("mode identity learns from the clip's own soundtrack: drop --audio")
+        if transcript is not None:  # it covers the whole clip, not the held-out part
+            ctx.warn("mode identity: the transcript is not used (it does not say where the held-out part starts)")
+            transcript = None
+        registry, start, built = build_eval_identity(video, work, models, options, ctx)
+    real = prepare_real(video, audio, work, models, options, start=start)
     real_metrics = real_self_metrics(real)
     results: dict[str, ModeResult] = {}
     for i, mode in enumerate(options.modes):
         ctx.report("eval", (i + 0.5) / (len(options.modes) + 1), f"rendering {mode}")
-        results[mode] = run_mode(mode, real, transcript, work, models, options)
+        results[mode] = run_mode(mode, real, transcript, work, models, options, registry)
     skipped = {m: why for m, why in PLANNED_MODES.items() if m not in options.modes}
     ctx.report("eval", 1.0, "done")
-    return EvalResult(real, results, real_metrics, skipped, transcript is not None, time.perf_counter() - t0)
+    return EvalResult(real, results, real_metrics, skipped, transcript is not None, time.perf_counter() - t0, built)
+
+
+def build_eval_identity(video: Path, work: Path, models: FaceModels, options: EvalOptions, ctx: RunContext):
+    """Learn an identity from the clip's first part (train_seconds, default two thirds).
+
+    Returns (registry, first held-out frame, a summary of the build)."""
+    from ..identity.learn import create_identity
+    from ..identity.registry import Registry
+
+    classify(video, "video")
+    info = probe_video(video)
+    train = options.train_seconds if options.train_seconds is not None else info.duration * 2 / 3
+    n_train = int(round(train * info.fps))
+    if n_train < info.fps or info.n_frames - n_train < MIN_TEST_SECONDS * info.fps:
+        raise InputError(f"{video} is too short to learn an identity from one part and test on another "
+                         f"({info.duration:.1f} s; --train-seconds {train:.1f})")
+    footage = _trim_video(video, work / "train.mp4", n_train, info.fps, audio=video)
+    registry = Registry(work / "home")
+    if registry.versions(IDENTITY_NAME):  # a kept work folder from an earlier run
+        registry.remove_all(IDENTITY_NAME)
+    t = time.perf_counter()
+    created = create_identity(registry, IDENTITY_NAME, [str(footage)], ctx=ctx, models=models)
+    built = {"ref": created.ref, "train_seconds": n_train / info.fps, "frames_used": created.frames_used,
+             "frames_skipped": created.frames_skipped, "seconds": time.perf_counter() - t}
+    return registry, n_train, built
 
 
 def prepare_real(
-    video: Path, audio: str | Path | None, work: Path, models: FaceModels, options: EvalOptions
+    video: Path, audio: str | Path | None, work: Path, models: FaceModels, options: EvalOptions, start: int = 0
 ) -> RealClip:
-    """Trim the clip if asked, extract its soundtrack to WAV, measure its landmarks,
-    mouth sharpness and reference embedding."""
+    """Trim the clip if asked (from frame `start`), extract its soundtrack to WAV, measure
+    its landmarks, mouth sharpness and reference embedding."""
     classify(video, "video")
     info = probe_video(video)
     audio_src = Path(audio) if audio is not None else video
     if audio is None and not info.has_audio:
         raise InputError(f"{video} has no soundtrack: give its speech with --audio")
     clip = video
-    n_keep = None
+    n_keep = info.n_frames - start
     if options.max_seconds is not None:
         if options.max_seconds <= 0:
             raise InputError(f"--max-seconds {options.max_seconds} must be positive")
-        n_keep = max(1, int(round(options.max_seconds * info.fps)))
-        if n_keep < info.n_frames or info.width % 2 or info.height % 2:
-            clip = _trim_video(video, work / "real.mp4", n_keep, info.fps)
-    duration = (n_keep if n_keep is not None else info.n_frames) / info.fps
+        n_keep = min(n_keep, max(1, int(round(options.max_seconds * info.fps))))
+    if start > 0 or n_keep < info.n_frames or info.width % 2 or info.height % 2:
+        clip = _trim_video(video, work / "real.mp4", n_keep, info.fps, start=start)
+    duration = n_keep / info.fps
     speech = load_audio(audio_src)
-    wav = _write_wav(speech.samples[: int(round(duration * speech.sample_rate))], speech.sample_rate, work / "speech.wav")
+    first = int(round(start / info.fps * speech.sample_rate))
+    wav = _write_wav(speech.samples[first : first + int(round(duration * speech.sample_rate))], speech.sample_rate,
+                     work / "speech.wav")
 
     track = track_faces(iter_frames(clip), models, fps=info.fps, smooth=False)
     if not track.present.any():
@@ -219,18 +263,20 @@ def _frame_shape(path: Path) -> tuple[int, int]:
     return first.shape[0], first.shape[1]
 
 
-def _trim_video(src: Path, dst: Path, n_frames: int, fps: float) -> Path:
-    """The first n_frames of src re-encoded near-losslessly (even size, no audio)."""
-    frames = iter_frames(src)
+def _trim_video(src: Path, dst: Path, n_frames: int, fps: float, start: int = 0, audio: Path | None = None) -> Path:
+    """n_frames of src from frame `start`, re-encoded near-losslessly (even size); with
+    the soundtrack of `audio` (cut to the same length; only from start 0) or none."""
+    decoded = iter_frames(src)
+    frames = islice(decoded, start, None)
     first = next(frames)
     h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
-    with VideoWriter(dst, w, h, fps, crf=8) as writer:
+    with VideoWriter(dst, w, h, fps, crf=8, audio_path=audio if start == 0 else None) as writer:
         writer.write(np.ascontiguousarray(first[:h, :w]))
         for k, rgb in enumerate(frames, start=1):
             if k >= n_frames:
                 break
             writer.write(np.ascontiguousarray(rgb[:h, :w]))
-    frames.close()
+    decoded.close()
     return dst
 
 
@@ -273,6 +319,9 @@ def pick_photo_frame(lm: np.ndarray) -> int:
 def _request(mode: str, real: RealClip, transcript: str | None, work: Path, seed: int):
     from ..pipeline import RenderRequest
 
+    if mode == "identity":  # the identity's own face clip, not the held-out frames
+        return RenderRequest(identity=IDENTITY_NAME, audio=str(real.audio), output=str(work / f"{mode}.mp4"),
+                             fps=real.fps, size=(real.width, real.height), seed=seed)
     face = str(real.video)
     if mode == "photo":
         face = str(work / "photo.png")
@@ -288,15 +337,17 @@ def _request(mode: str, real: RealClip, transcript: str | None, work: Path, seed
 
 
 def run_mode(
-    mode: str, real: RealClip, transcript: str | None, work: Path, models: FaceModels, options: EvalOptions
+    mode: str, real: RealClip, transcript: str | None, work: Path, models: FaceModels, options: EvalOptions,
+    registry=None,
 ) -> ModeResult:
-    """Render one mode and measure it; a render the input makes fail is reported, not raised."""
+    """Render one mode and measure it; a render the input makes fail is reported, not raised.
+    registry: where mode "identity" finds its identity."""
     from ..pipeline import render
 
     request = _request(mode, real, transcript, work, options.seed)
     t = time.perf_counter()
     try:
-        result = render(request, RunContext(seed=options.seed), models)
+        result = render(request, RunContext(seed=options.seed), models, registry=registry)
     except FacetalkError as e:
         return ModeResult(mode, error=str(e))
     seconds = time.perf_counter() - t
