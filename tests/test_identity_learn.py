@@ -231,3 +231,25 @@ def test_eval_identity_mode_learns_before_and_tests_after(footage, tmp_path):
     assert np.isfinite(ident.metrics["lmd"]) and np.isfinite(ident.metrics["sharpness_ratio"])
     assert "learnt from the first 9.0 s" in format_table(res)
     assert to_dict(res)["identity"]["ref"] == "eval@v1"
+
+
+def test_transcript_drives_forced_alignment_of_the_footage(home, tmp_path):
+    """Footage with known words (a portrait rendered speaking espeak speech) is aligned
+    with its transcript, and the learnt table keeps the open shapes ordered."""
+    import skimage.data
+    from PIL import Image
+
+    text = "Bob and Mary eat apples. We can go out to the park today."
+    face = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(face)
+    words = espeak(text, tmp_path / "words.wav")
+    talk = tmp_path / "talk.mp4"
+    assert main(["render", "--face", str(face), "--audio", str(words), "-o", str(talk), "--size", "256",
+                 "--still", "--quiet"]) == 0
+    script = tmp_path / "talk.txt"
+    script.write_text(text)
+    assert main(["identity", "create", "astro", "--footage", str(talk), "--transcript", str(script), "--quiet"]) == 0
+    manifest = json.loads((home / "identities" / "astro" / "v1" / "identity.json").read_text())
+    assert manifest["footage"][0]["speech"] == "alignment"
+    shapes = manifest["shapes"]
+    assert shapes["D"]["open"] > shapes["B"]["open"] > 0.0 == shapes["A"]["open"]

@@ -18,7 +18,7 @@ from ..speech.text import read_transcript
 @click.option("--plot", default=None, help="Write a PNG of generated vs real mouth openness (with --suite: a folder, one PNG per clip).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None, help="Evaluate only the first seconds of each clip.")
 @click.option("--modes", default=",".join(("photo", "video", "energy", "frozen")), show_default=True,
-              help="Comma-separated modes: photo, video, identity, energy, frozen. With identity, every mode is measured on the part of the clip after the one the identity learns from.")
+              help="Comma-separated modes: photo, video, identity, identity-video, energy, frozen. With an identity mode, every mode is measured on the part of the clip after the one the identity learns from.")
 @click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Mode identity: learn from the clip's first seconds [default: two thirds of the clip].")
 @click.option("--keep", default=None, type=click.Path(file_okay=False), help="Keep the renders in this folder (with --suite: one subfolder per clip).")

@@ -51,6 +51,9 @@ SUITE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("photo", "sharpness_ratio", "sharp photo", "{:.2f}"),
     ("identity", "sharpness_ratio", "sharp identity", "{:.2f}"),
     ("identity", "identity_mean", "id identity", "{:.3f}"),
+    ("identity-video", "lmd", "LMD identity-video", "{:.3f}"),
+    ("identity-video", "sharpness_ratio", "sharp identity-video", "{:.2f}"),
+    ("identity-video", "openness_r", "r identity-video", "{:+.2f}"),
 )
 
 
@@ -162,8 +165,8 @@ def plot_openness(result: EvalResult, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(8.0, min(24.0, seconds * 0.8)), 3.6), dpi=100)
     t = np.arange(r.n_frames) / r.fps
     ax.plot(t, r.openness, color="black", lw=2.2, label="real")
-    colours = {"photo": "tab:orange", "video": "tab:blue", "identity": "tab:purple", "energy": "tab:green",
-               "frozen": "tab:grey"}
+    colours = {"photo": "tab:orange", "video": "tab:blue", "identity": "tab:purple", "identity-video": "tab:pink",
+               "energy": "tab:green", "frozen": "tab:grey"}
     for mode, res in result.modes.items():
         if res.error or len(res.openness) == 0:
             continue

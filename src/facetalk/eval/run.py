@@ -39,16 +39,19 @@ from ..media.video import FrameReader, iter_frames, probe_video
 from . import metrics
 
 # Modes in the order they are reported. "video" is the product on a video, "photo" on one
-# frame of it, "identity" a learnt person rendered from its own face clip; "frozen" and
-# "energy" are the baselines every figure should be read against.
-MODES: tuple[str, ...] = ("photo", "video", "identity", "energy", "frozen")
+# frame of it, "identity" a learnt person rendered from its own face clip, "identity-video"
+# the same identity's mouths on the held-out frames (same head poses as the truth, so its
+# figures compare with "video"'s); "frozen" and "energy" are the baselines every figure
+# should be read against.
+MODES: tuple[str, ...] = ("photo", "video", "identity", "identity-video", "energy", "frozen")
 # What runs unless asked: "identity" learns the person from the clip's first part and
 # moves every mode's evaluation to the part after it, so it is asked for explicitly.
 DEFAULT_MODES: tuple[str, ...] = ("photo", "video", "energy", "frozen")
 # Modes that need something not built yet, with the reason reported in place of numbers.
 PLANNED_MODES: dict[str, str] = {}
-_VIDEO_MODES = ("video", "energy", "frozen")  # frame k of the output is source frame k
-_MOUTH = {"photo": "speech", "video": "speech", "identity": "speech", "energy": "energy", "frozen": "frozen"}
+_VIDEO_MODES = ("video", "identity-video", "energy", "frozen")  # frame k of the output is source frame k
+_MOUTH = {"photo": "speech", "video": "speech", "identity": "speech", "identity-video": "speech", "energy": "energy",
+          "frozen": "frozen"}
 IDENTITY_NAME = "eval"  # the identity built for mode "identity", in a registry under the work folder
 MIN_TEST_SECONDS = 2.0  # held-out part the "identity" mode needs at least
 
@@ -164,7 +167,7 @@ def _evaluate(video, audio, transcript, options, models, ctx, work: Path, t0: fl
     ctx.report("eval", 0.0, f"measuring {video.name}")
     start, built = 0, None
     registry = None
-    if "identity" in options.modes:
+    if any(m.startswith("identity") for m in options.modes):
         if audio is not None:
             raise InputError("mode identity learns from the clip's own soundtrack: drop --audio")
         if transcript is not None:  # it covers the whole clip, not the held-out part
@@ -319,9 +322,10 @@ def pick_photo_frame(lm: np.ndarray) -> int:
 def _request(mode: str, real: RealClip, transcript: str | None, work: Path, seed: int):
     from ..pipeline import RenderRequest
 
-    if mode == "identity":  # the identity's own face clip, not the held-out frames
-        return RenderRequest(identity=IDENTITY_NAME, audio=str(real.audio), output=str(work / f"{mode}.mp4"),
-                             fps=real.fps, size=(real.width, real.height), seed=seed)
+    if mode.startswith("identity"):  # its own face clip, or ("identity-video") the held-out frames
+        return RenderRequest(identity=IDENTITY_NAME, face=str(real.video) if mode == "identity-video" else None,
+                             audio=str(real.audio), output=str(work / f"{mode}.mp4"), fps=real.fps,
+                             size=(real.width, real.height), seed=seed)
     face = str(real.video)
     if mode == "photo":
         face = str(work / "photo.png")

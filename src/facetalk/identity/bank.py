@@ -18,7 +18,7 @@ from ..face.geometry import to_canonical
 
 # Canonical window of a crop: the lips, the teeth and the chin, with skin around them.
 BOUNDS = (-0.85, 0.45, 0.85, 1.85)  # x0, y0, x1, y1
-MAX_SCALE = 96.0  # pixels per inter-ocular distance kept at most (a 720p face has ~100)
+MAX_SCALE = 128.0  # pixels per inter-ocular distance kept at most (a 720p close-up has ~100-130)
 
 
 @dataclass(frozen=True)

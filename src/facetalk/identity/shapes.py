@@ -114,6 +114,29 @@ class ShapeFit:
     rms_after: float  # residual of the fitted table
 
 
+MAX_RANGE_GAIN = 2.0  # how far the opening may be scaled back up towards the footage's range
+
+
+def _restore_range(table: np.ndarray, prepared: list) -> np.ndarray:
+    """Scale the openings so the motion's spread matches the footage's.
+
+    A least-squares fit through imperfect cue timing shrinks towards the mean (where the
+    cues and the lips disagree, half-open is the safest guess): the fitted mouth moves
+    less than the person's. The open column is scaled so the standard deviation of the
+    modelled opening equals the measured one (at most MAX_RANGE_GAIN, never below 1)."""
+    model, measured = [], []
+    for speech, m, fps, _ in prepared:
+        curve = mouth_curves(speech, fps, len(m), table=table)[:, _COL["open"]]
+        ok = np.isfinite(m[:, 0])
+        model.append(curve[ok])
+        measured.append(m[ok, 0])
+    sd_model, sd_real = float(np.std(np.concatenate(model))), float(np.std(np.concatenate(measured)))
+    gain = float(np.clip(sd_real / sd_model, 1.0, MAX_RANGE_GAIN)) if sd_model > 1e-6 else 1.0
+    out = table.copy()
+    out[:, _COL["open"]] = np.clip(out[:, _COL["open"]] * gain, 0.0, 1.0)
+    return out
+
+
 def fit_shapes(clips: list[tuple[Speech, np.ndarray, float]]) -> ShapeFit:
     """Fit the person's shape table to footage.
 
@@ -167,7 +190,7 @@ def fit_shapes(clips: list[tuple[Speech, np.ndarray, float]]) -> ShapeFit:
         return np.concatenate([frame_residuals(table_of(theta)), prior])
 
     fit = least_squares(residuals, theta0, bounds=(0.0, 1.0), diff_step=1e-3, max_nfev=60)
-    table = table_of(fit.x)
+    table = _restore_range(table_of(fit.x), prepared)
     rms = lambda t: float(np.sqrt(np.mean(frame_residuals(t) ** 2)))  # noqa: E731
     return ShapeFit(table.astype(np.float32), n_res // len(FITTED), counts, int(prepared[0][3]),
                     rms(generic), rms(table))
