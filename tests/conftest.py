@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _facetalk_home(tmp_path_factory):
+    """The whole session renders with its own FACETALK_HOME (job store, logs, identities),
+    never the user's; a test or module that needs a clean one sets its own over it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACETALK_HOME", str(tmp_path_factory.mktemp("facetalk-home")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def media() -> Path:
     """../shared/media: real faces, speech and talking clips (see its MANIFEST.md)."""

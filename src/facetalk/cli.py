@@ -88,8 +88,13 @@ def render_options(f):
 @render_options
 def render(face, identity, identity_face, audio, output, transcript, fps, size, seed, still, face_index, renderer,
            color_match, crf, quiet_flag, json_progress):
-    """Render FACE (or a learnt --identity) speaking AUDIO into an MP4."""
-    from .pipeline import RenderRequest, render as run_render
+    """Render FACE (or a learnt --identity) speaking AUDIO into an MP4.
+
+    The render is recorded as a job in the facetalk home's job store and runs here, the
+    same code path as `facetalk worker` (a sidecar OUTPUT.json holds request and result)."""
+    from .home import facetalk_home
+    from .jobs.runner import run_in_process
+    from .pipeline import RenderRequest
 
     request = RenderRequest(
         face=face, identity=identity, identity_face=identity_face, audio=audio, output=output,
@@ -99,7 +104,7 @@ def render(face, identity, identity_face, audio, output, transcript, fps, size, 
     )
     ctx, sink = _context(seed, quiet_flag, json_progress)
     try:
-        result = run_render(request, ctx)
+        result = run_in_process(request, facetalk_home(), ctx)
     finally:
         _finish(sink, ctx, quiet_flag)
     if isinstance(sink, JsonProgress):

@@ -109,12 +109,16 @@ class _Timer:
 
 
 def render(
-    request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None, registry=None
+    request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None, registry=None,
+    cache=None,
 ) -> RenderResult:
     """Render a talking video. Raises FacetalkError subclasses for bad input.
 
     registry: the facetalk.identity.registry.Registry that request.identity is looked up
-    in (None: the one under the facetalk home, FACETALK_HOME)."""
+    in (None: the one under the facetalk home, FACETALK_HOME). cache: what a long-lived
+    worker keeps between renders (facetalk.jobs.runner.JobCache: speech_key(audio,
+    transcript) and speech(key, compute)), so one audio rendered for many identities is
+    analysed once; None: nothing is kept."""
     ctx = ctx or RunContext(seed=request.seed)
     models = models or FaceModels()
     timer = _Timer()
@@ -142,7 +146,11 @@ def render(
     t = timer.add("decode", t)
 
     # 2. speech -> mouth cues
-    speech = analyse_speech(audio, request.transcript, ctx)
+    if cache is None:
+        speech = analyse_speech(audio, request.transcript, ctx)
+    else:
+        key = cache.speech_key(request.audio, request.transcript)
+        speech = cache.speech(key, lambda: analyse_speech(audio, request.transcript, ctx))
     t = timer.add("speech", t)
 
     # 3. cues -> per-frame motion; the video frame count follows the audio

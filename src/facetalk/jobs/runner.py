@@ -167,9 +167,9 @@ class _CachingRegistry:
 class JobCache:
     """What a worker process keeps from one job to the next, passed explicitly to execute.
 
-    registry: identities loaded once per version. speech(): a small LRU for speech analyses
-    keyed by the audio's sha256 and the transcript, for the pipeline to use once it takes a
-    speech cache (see speech_key)."""
+    registry: identities loaded once per version. speech(): a small LRU of speech analyses
+    keyed by the audio's sha256 and the transcript (speech_key), which pipeline.render uses:
+    one audio rendered for several identities is analysed once."""
 
     def __init__(self, home: Path, identities: int = 4, speech_items: int = 32) -> None:
         from ..identity.registry import Registry
@@ -232,7 +232,7 @@ def execute(job: Job, home: Path, ctx: RunContext, models=None, cache: JobCache 
     request = replace(request, output=str(out))
     registry = cache.registry if cache is not None else Registry(home)
     started = time.time()
-    result = render(request, ctx, models=models, registry=registry)
+    result = render(request, ctx, models=models, registry=registry, cache=cache)
     seconds = time.time() - started
     result_dict = result.to_dict()
     metrics = {k: v for k, v in result_dict.items() if k != "output"}
