@@ -46,7 +46,7 @@ class LearnSettings:
     max_bank: int = 1200  # mouth crops kept (~45 KB each at full scale)
     run: int = 4  # crops are kept in runs of consecutive frames, so retrieval can follow them
     clip_seconds: float = 10.0  # length of the face-source clip cut from the footage
-    embed_every_s: float = 0.5  # face embeddings sampled this often
+    embed_every_s: float = 1.0  # face embeddings sampled this often (dlib: ~50 ms each)
     max_turn: float = 0.22  # nose off the cheek midline (share of half face width) vs the usual pose
     blur_ratio: float = 0.35  # mouth sharpness below this share of the footage's median: blurred
     occlusion_colour: float = 28.0  # Lab distance of the lower face from its usual colour
