@@ -96,6 +96,8 @@ def test_classify_kinds_and_unsupported(tmp_path: Path) -> None:
         classify(tmp_path / "a.JPG", "audio")
     with pytest.raises(InputError, match="missing.png does not exist"):
         classify(tmp_path / "missing.png", "face")
+    with pytest.raises(InputError, match="--face path cannot be used: File name too long"):
+        classify(tmp_path / ("a" * 300 + ".png"), "face")  # the OS refuses the name itself
     with pytest.raises(InputError, match="does not exist"):
         load_audio(tmp_path / "missing.wav")
 

@@ -57,7 +57,11 @@ def classify(path: str | Path, role: str = "face") -> MediaKind:
     role = role.lstrip("-")
     allowed = ROLE_KINDS[role]
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as e:  # a name longer than the file system allows, a bad byte in it
+        raise InputError(f"--{role} path cannot be used: {error_reason(e)} ({str(p)[:60]}...)") from None
+    if not exists:
         raise InputError(f"--{role} file {p} does not exist: check the path")
     if not p.is_file():
         raise InputError(f"--{role} {p} is not a file: give a file, not a folder")
