@@ -46,7 +46,11 @@ class RenderRequest:
     """Everything a render needs; serialisable, so a job can store and replay it."""
 
     face: str | None = None  # photo or video of the person (None: the identity's own)
-    audio: str  # speech recording (any supported audio or video file)
+    audio: str | None = None  # speech recording (any supported audio or video file), or None with text
+    text: str | None = None  # words to speak (text-to-speech, facetalk.tts) instead of audio
+    voice: str | None = None  # voice of text: an espeak-ng voice (en-us, cmn) or a Piper .onnx; None: en-us
+    rate: int | None = None  # words per minute of text (None: the voice's own, 175)
+    pitch: int | None = None  # pitch of text, 0-100 (None: the voice's own, 50)
     output: str  # .mp4 to write
     identity: str | None = None  # "name" or "name@v2": a learnt person (mouth shapes, mouth bank, face)
     identity_face: str = "clip"  # face source of an identity without --face: "clip" (loop) or "photo"
@@ -110,7 +114,7 @@ class _Timer:
 
 def render(
     request: RenderRequest, ctx: RunContext | None = None, models: FaceModels | None = None, registry=None,
-    cache=None,
+    cache=None, speech: Speech | None = None,
 ) -> RenderResult:
     """Render a talking video. Raises FacetalkError subclasses for bad input.
 
@@ -118,8 +122,11 @@ def render(
     in (None: the one under the facetalk home, FACETALK_HOME). cache: what a long-lived
     worker keeps between renders (facetalk.jobs.runner.JobCache: speech_key(audio,
     transcript) and speech(key, compute)), so one audio rendered for many identities is
-    analysed once; None: nothing is kept."""
+    analysed once; None: nothing is kept. speech: the Speech of request.audio when it is
+    already known (the text path passes that of the speech it synthesised)."""
     ctx = ctx or RunContext(seed=request.seed)
+    if request.text is not None and speech is None:
+        return _render_text(request, ctx, models, registry, cache)
     models = models or FaceModels()
     timer = _Timer()
     t = time.perf_counter()
@@ -133,6 +140,8 @@ def render(
     if not request.face:
         raise InputError("give --face (a photo or video of the person) or --identity NAME")
     face_kind = classify(request.face, role="--face")
+    if not request.audio:
+        raise InputError("give --audio (the speech) or --text (words to speak)")
     classify(request.audio, role="--audio")
     renderer_name = request.renderer or ("retrieval" if identity is not None else "warp")
     renderer = get_renderer(renderer_name, **({"bank": identity.bank} if identity is not None and renderer_name == "retrieval" else {}))
@@ -141,12 +150,15 @@ def render(
     is_photo = face_kind == "image"
     info = None if is_photo else probe_video(request.face)
     fps = request.fps or (25.0 if is_photo else info.fps)
-    ctx.report("media", 0.0, "reading audio")
-    audio = load_audio(request.audio)
+    if speech is None:
+        ctx.report("media", 0.0, "reading audio")
+        audio = load_audio(request.audio)
     t = timer.add("decode", t)
 
     # 2. speech -> mouth cues
-    if cache is None:
+    if speech is not None:
+        pass  # spoken from text: the speech came with its audio
+    elif cache is None:
         speech = analyse_speech(audio, request.transcript, ctx)
     else:
         key = cache.speech_key(request.audio, request.transcript)
@@ -154,7 +166,7 @@ def render(
     t = timer.add("speech", t)
 
     # 3. cues -> per-frame motion; the video frame count follows the audio
-    n_frames = max(1, int(round(audio.duration * fps)))
+    n_frames = max(1, int(round(speech.duration * fps)))
     motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo,
                           mouth=request.mouth, shapes=identity.shapes if identity is not None else None)
     t = timer.add("motion", t)
@@ -201,6 +213,30 @@ def render(
         warnings=list(ctx.warnings),
         timings=dict(timer.seconds),
     )
+
+
+def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cache) -> RenderResult:
+    """The text path: speak request.text into a temporary WAV (facetalk.tts, sentence by
+    sentence, with the engine's phone timings), then render it as any audio. Text, voice
+    and output are checked before any audio is made."""
+    import tempfile
+
+    from .tts import DEFAULT_VOICE, check_text_request, speak_to_wav, speech_from_spoken
+
+    prepared = check_text_request(request.audio, request.transcript, request.text, request.voice, request.rate,
+                                  request.pitch)
+    check_output_path(Path(request.output))
+    if request.face:
+        classify(request.face, role="--face")
+    with tempfile.TemporaryDirectory(prefix="facetalk-tts-") as tmp:
+        t = time.perf_counter()
+        spoken = speak_to_wav(request.text, request.voice or DEFAULT_VOICE, Path(tmp) / "speech.wav",
+                              request.rate, request.pitch, ctx, prepared=prepared)
+        speech = speech_from_spoken(spoken, ctx)
+        seconds = time.perf_counter() - t
+        result = render(replace(request, audio=str(spoken.path)), ctx, models, registry, cache, speech=speech)
+    result.timings["speech"] = result.timings.get("speech", 0.0) + seconds
+    return result
 
 
 def _load_identity(request: RenderRequest, registry):
