@@ -65,11 +65,22 @@ def _own_bank(img: np.ndarray, lm: np.ndarray) -> MouthBank:
     return MouthBank(crop[None], canon[None], np.zeros((1, 2), np.int32), BOUNDS, 64.0)
 
 
+@pytest.fixture(scope="module")
+def neural_base(tmp_path_factory) -> Path:
+    """A tiny neural base model trained a few steps on generated faces."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from .neural_fixtures import tiny_base
+
+    return tiny_base(tmp_path_factory.mktemp("neural") / "base")
+
+
 # renderer name -> (pytest request, face image, its landmarks, same person?) -> constructor options
 OPTIONS: dict[str, Callable] = {
     "retrieval": lambda request, img, lm, own: {
         "bank": _own_bank(img, lm) if own else talking_clip(request.getfixturevalue("media")).bank
     },
+    "neural": lambda request, img, lm, own: {"base": request.getfixturevalue("neural_base")},
 }
 
 

@@ -61,6 +61,9 @@ class RenderRequest:
     still: bool = False  # no idle life (blinks, sway, breathing) for a photo
     face_index: int | None = None  # which face when several: None = largest
     renderer: str | None = None  # None: "retrieval" for an identity, else "warp"
+    base: str | None = None  # renderer "neural": base model folder (None: the one the identity's adapter names)
+    merge: bool = False  # renderer "neural": fuse the adapter into the weights (faster)
+    device: str = "cpu"  # renderer "neural": "cpu" or "cuda"
     color_match: str = "mean"
     crf: int = 18
     mouth: str = "speech"  # "speech", or a baseline for eval: "energy", "frozen"
@@ -144,7 +147,7 @@ def render(
         raise InputError("give --audio (the speech) or --text (words to speak)")
     classify(request.audio, role="--audio")
     renderer_name = request.renderer or ("retrieval" if identity is not None else "warp")
-    renderer = get_renderer(renderer_name, **({"bank": identity.bank} if identity is not None and renderer_name == "retrieval" else {}))
+    renderer = get_renderer(renderer_name, **_renderer_options(renderer_name, request, identity))
     if request.fps is not None and not 1 <= request.fps <= 120:
         raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
     is_photo = face_kind == "image"
@@ -237,6 +240,16 @@ def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cach
         result = render(replace(request, audio=str(spoken.path)), ctx, models, registry, cache, speech=speech)
     result.timings["speech"] = result.timings.get("speech", 0.0) + seconds
     return result
+
+
+def _renderer_options(name: str, request: RenderRequest, identity) -> dict:
+    """What each renderer is made with: retrieval an identity's mouth bank, neural a base
+    model and the identity's adapter."""
+    if name == "retrieval" and identity is not None:
+        return {"bank": identity.bank}
+    if name == "neural":
+        return {"identity": identity, "base": request.base, "merge": request.merge, "device": request.device}
+    return {}
 
 
 def _load_identity(request: RenderRequest, registry):

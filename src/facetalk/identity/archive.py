@@ -20,7 +20,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import IdentityError, InputError, OutputError
-from .model import DATA_FILES, MANIFEST
+from .model import DATA_FILES, MANIFEST, OPTIONAL_FILES
 from .registry import (
     NAME_PATTERN,
     REGISTRY_KEYS,
@@ -35,7 +35,8 @@ from .registry import (
 
 MAX_ARCHIVE_BYTES = 16 << 30  # uncompressed total accepted on import, far above a real identity
 MAX_MANIFEST_BYTES = 16 << 20
-MEMBERS = (MANIFEST, *DATA_FILES)
+MEMBERS = (MANIFEST, *DATA_FILES)  # every archive holds these
+ALLOWED = (*MEMBERS, *OPTIONAL_FILES)  # and, when its version has them, an adapter or model
 _CHUNK = 1 << 20
 
 
@@ -48,7 +49,7 @@ def export_identity(reg: Registry, ref: str, out_zip: Path, force: bool = False)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
     try:
         with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as z:
-            for member in MEMBERS:
+            for member in (*MEMBERS, *(f for f in OPTIONAL_FILES if (folder / f).is_file())):
                 z.write(folder / member, f"{name}/v{version}/{member}")
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
@@ -74,7 +75,7 @@ def import_identity(reg: Registry, zip_path: Path, name: str | None = None) -> s
         check_manifest(label, manifest, fix, expect=(arch_name, arch_version))
         target = check_name(name) if name is not None else arch_name
         with reg.stage(target) as st:
-            for member in DATA_FILES:
+            for member in (*DATA_FILES, *(f for f in OPTIONAL_FILES if f in infos)):
                 _extract(src, z, infos[member], st.path / member)
             check_files(label, st.path, manifest["files"], fix)
             load_data(label, target, arch_version, st.path, manifest, fix)
@@ -134,7 +135,7 @@ def _check_layout(src: Path, z: zipfile.ZipFile) -> tuple[str, int, dict[str, zi
             continue
         if kind not in (0, stat.S_IFREG):
             raise bad(f"member {raw!r} is not a regular file")
-        if len(parts) != 3 or parts[2] not in MEMBERS:
+        if len(parts) != 3 or parts[2] not in ALLOWED:
             raise bad(f"unexpected member {raw!r} (an archive holds only NAME/vN/ with {', '.join(MEMBERS)})")
         folders.add((parts[0], parts[1]))
         if len(folders) > 1:

@@ -13,6 +13,14 @@ A version folder (identities/<name>/v<N>/) holds:
   every frame of face.mp4 (NaN rows where no face), so a render need not track it again;
 - reference.png: the best frontal, mouth-closed frame (the face source for --still);
 - face.mp4: a clip of the footage to loop as the face source (H.264, no audio).
+
+A version made by `facetalk identity train` (a new version: versions never change) also
+holds OPTIONAL_FILES, listed in "files" like the data files, and an "adapter" entry in
+identity.json saying what they are (facetalk.neural.fit):
+- adapter_config.json + adapter_model.safetensors: a LoRA adapter in peft's format for the
+  `neural` renderer, stamped with its base model's name and sha256 ("kind": "lora");
+- config.json + model.safetensors: a small model of the person's own, trained from scratch
+  ("kind": "model", the format of a base model folder).
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ FACE_FILE = "face.safetensors"
 REFERENCE_FILE = "reference.png"
 CLIP_FILE = "face.mp4"
 DATA_FILES = (BANK_FILE, FACE_FILE, REFERENCE_FILE, CLIP_FILE)
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # peft's names
+MODEL_FILES = ("config.json", "model.safetensors")  # a model of the person's own (base folder format)
+OPTIONAL_FILES = ADAPTER_FILES + MODEL_FILES
+ADAPTER_KEY = "adapter"  # identity.json entry describing the optional files
 # Top-level keys every identity.json has.
 MANIFEST_KEYS = ("schema", "name", "version", "facetalk", "created", "consent", "footage", "frames",
                  "shapes", "settings", "files")

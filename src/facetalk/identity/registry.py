@@ -34,12 +34,16 @@ import numpy as np
 from .. import __version__
 from ..errors import IdentityError
 from .model import (
+    ADAPTER_FILES,
+    ADAPTER_KEY,
     BANK_FILE,
     CLIP_FILE,
     DATA_FILES,
     FACE_FILE,
     MANIFEST,
     MANIFEST_KEYS,
+    MODEL_FILES,
+    OPTIONAL_FILES,
     REFERENCE_FILE,
     SCHEMA_VERSION,
     Identity,
@@ -190,7 +194,7 @@ class Registry:
         check_manifest(label, manifest, fix, expect=(name, version))
         check_files(label, folder, manifest["files"], fix)
         identity = load_data(label, name, version, folder, manifest, fix)
-        check_adapters(label, folder, manifest, fix)
+        check_adapters(label, folder, manifest, fix, home=self.home)
         return identity
 
     # -- building ------------------------------------------------------------------------
@@ -390,12 +394,13 @@ def check_files(label: str, folder: Path, files: object, fix: str) -> None:
     if not entries_ok:
         raise IdentityError(f"{label}: the \"files\" entry of {MANIFEST} is malformed; {fix}")
     unlisted = [f for f in DATA_FILES if f not in files]
-    unknown = [f for f in files if f not in DATA_FILES]  # never open a listed path like ../x
+    unknown = [f for f in files if f not in DATA_FILES + OPTIONAL_FILES]  # never open a listed path like ../x
     if unlisted or unknown:
         what = f"does not list {', '.join(unlisted)}" if unlisted else f"lists unknown files {', '.join(map(repr, unknown))}"
         raise IdentityError(f"{label}: {MANIFEST} {what}; {fix}")
-    for name in DATA_FILES:
-        _check_file(label, folder, name, files[name], fix)
+    for name in DATA_FILES + OPTIONAL_FILES:
+        if name in files:
+            _check_file(label, folder, name, files[name], fix)
 
 
 def _check_file(label: str, folder: Path, name: str, entry: dict, fix: str) -> None:
@@ -421,7 +426,7 @@ def _check_file(label: str, folder: Path, name: str, entry: dict, fix: str) -> N
 def _find_renamed(folder: Path, entry: dict) -> str | None:
     """Name of an unlisted file in folder with the listed size and sha256, if any."""
     for p in sorted(folder.iterdir()):
-        if p.name in DATA_FILES or p.name == MANIFEST or not p.is_file():
+        if p.name in DATA_FILES or p.name in OPTIONAL_FILES or p.name == MANIFEST or not p.is_file():
             continue
         try:
             if p.stat().st_size == entry["size"] and file_digest(p)["sha256"] == entry["sha256"]:
@@ -452,13 +457,65 @@ def load_data(label: str, name: str, version: int, folder: Path, manifest: dict,
                     embedding=face["embedding"], neutral=face["neutral"], clip_landmarks=face["clip_landmarks"])
 
 
-def check_adapters(label: str, folder: Path, manifest: dict, fix: str) -> None:
-    """Hook for per-identity adapters (fine-tuned weights on a shared base model).
+def check_adapters(label: str, folder: Path, manifest: dict, fix: str, home: Path | None = None) -> None:
+    """The neural model files of a version made by `facetalk identity train`, if any.
 
-    Adapters do not exist yet, so there is nothing to check. When they are added (with a
-    new SCHEMA_VERSION and their files in DATA_FILES), this is where an adapter whose rank
-    or shapes do not fit its base model must raise IdentityError naming the file and the fix.
+    Their sha256 were checked with the data files (check_files); here, on the files alone
+    (no torch): a LoRA adapter's peft config and safetensors tensors (rank, targets, the
+    base stamp matching identity.json) and, when its base model is under home/models, that
+    it fits the base's layers; a model of the person's own as a base folder. Each problem
+    is one IdentityError naming the file and the fix.
     """
+    entry = manifest.get(ADAPTER_KEY)
+    if entry is None:
+        return
+    from ..neural.check import check_adapter, check_base
+
+    retrain = f"train it again with 'facetalk identity train {_short(manifest.get('name', 'NAME'))}'"
+    listed = manifest.get("files") or {}
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind not in ("lora", "model"):
+        raise IdentityError(f"{label}: the \"{ADAPTER_KEY}\" entry of {MANIFEST} is malformed; {retrain}")
+    wanted = ADAPTER_FILES if kind == "lora" else MODEL_FILES
+    for f in wanted:
+        if f not in listed:
+            raise IdentityError(f"{label}: {MANIFEST} does not list {f}, which its {kind} entry needs; {retrain}")
+    if kind == "model":
+        check_base(folder, err=IdentityError)
+        return
+    base = entry.get("base") or {}
+    shapes = None
+    if home is not None and isinstance(base.get("sha256"), str):
+        from ..neural.check import tensor_shapes
+
+        found = _find_base(Path(home) / "models", base.get("name"), base["sha256"])
+        if found is not None:
+            try:
+                shapes = tensor_shapes(found / "model.safetensors")
+            except Exception:  # noqa: BLE001 - a broken base is reported when it is loaded
+                shapes = None
+    files = check_adapter(folder, label=label, base_shapes=shapes, fix=retrain, err=IdentityError)
+    if files.base_sha256 != base.get("sha256"):
+        raise IdentityError(f"{label}: {ADAPTER_FILES[0]} is stamped with base sha256 {str(files.base_sha256)[:12]} "
+                            f"but {MANIFEST} with {str(base.get('sha256'))[:12]}; {retrain}")
+    if files.rank != entry.get("rank"):
+        raise IdentityError(f"{label}: {ADAPTER_FILES[0]} has rank {files.rank} but {MANIFEST} says "
+                            f"{_short(entry.get('rank'))}; {retrain}")
+
+
+def _find_base(models: Path, name: object, sha256: str) -> Path | None:
+    """The folder under models/ whose config.json records weights of this sha256."""
+    if not models.is_dir():
+        return None
+    first = [models / name] if isinstance(name, str) and NAME_PATTERN.fullmatch(name.lower()) else []
+    for folder in first + sorted(p for p in models.iterdir() if p.is_dir()):
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and (cfg.get("weights") or {}).get("sha256") == sha256:
+            return folder
+    return None
 
 
 def _loading(label: str, file: str, what: str, fix: str, load):
@@ -503,17 +560,18 @@ def file_digest(path: Path) -> dict:
 
 
 def _hash_stage(st: Stage) -> dict[str, dict]:
-    """Hash (and sync) the data files of a finished build; all four, and nothing else."""
+    """Hash (and sync) the data files of a finished build; all four, the optional ones
+    written (OPTIONAL_FILES), and nothing else."""
     present = {p.name for p in st.path.iterdir()}
     missing = [f for f in DATA_FILES if not (st.path / f).is_file()]
     if missing:
         raise IdentityError(f"cannot save {st.name}: the build did not write {', '.join(missing)}")
-    extra = sorted(present - set(DATA_FILES))
+    extra = sorted(present - set(DATA_FILES) - set(OPTIONAL_FILES))
     if extra:
         raise IdentityError(f"cannot save {st.name}: unexpected files {', '.join(map(repr, extra))} in the version "
                             f"(it holds only {', '.join(DATA_FILES)}; the registry writes {MANIFEST})")
     files = {}
-    for name in DATA_FILES:
+    for name in DATA_FILES + tuple(f for f in OPTIONAL_FILES if f in present):
         with (st.path / name).open("rb") as f:
             os.fsync(f.fileno())
         files[name] = file_digest(st.path / name)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import FacetalkError
 from ..types import Patch
+from .neural import NeuralRenderer
 from .retrieval import RetrievalRenderer
 from .warp import WarpRenderer
 
@@ -54,7 +55,8 @@ class Renderer(Protocol):
         ...
 
 
-_RENDERERS: dict[str, type] = {"warp": WarpRenderer, "retrieval": RetrievalRenderer}  # constant: name -> class
+_RENDERERS: dict[str, type] = {"warp": WarpRenderer, "retrieval": RetrievalRenderer,  # constant: name -> class
+                               "neural": NeuralRenderer}  # torch is imported when one is made
 # options a renderer cannot be made without -> what the user must give for them
 _REQUIRED: dict[str, dict[str, str]] = {"retrieval": {"bank": "an identity: use --identity NAME"}}
 
