@@ -22,6 +22,7 @@ from .errors import FacetalkError
 from .framing import parse_size
 from .progress import BarProgress, JsonProgress, quiet
 from .speech.text import read_transcript
+from .tts.cli import text_options
 
 DEMO_TEXT = (
     "Hello! I am a talking portrait made by facetalk. "
@@ -65,15 +66,19 @@ def render_options(f):
         click.option("--identity", default=None, help="A learnt person, NAME or NAME@vN (see `facetalk identity`); --face becomes optional."),
         click.option("--identity-face", type=click.Choice(["clip", "photo"]), default="clip", show_default=True,
                      help="Face source of an --identity without --face: a clip of its footage (looped) or its reference photo."),
-        click.option("--audio", required=True, help="Speech: wav, mp3, m4a, flac, ogg (or a video's soundtrack)."),
+        click.option("--audio", default=None, help="Speech: wav, mp3, m4a, flac, ogg (or a video's soundtrack); or --text."),
         click.option("-o", "--output", required=True, help="The MP4 to write."),
         click.option("--transcript", type=click.Path(dir_okay=False), help="Text file of the words spoken: precise lip-sync by forced alignment."),
+        *text_options(),
         click.option("--fps", type=float, default=None, help="Frames per second of the output [default: 25 for a photo, the video's own rate]."),
         click.option("--size", default=None, help="Output size WIDTHxHEIGHT or a long side; default the input's, capped at 1920."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for idle motion (blinks, sway)."),
         click.option("--still", is_flag=True, help="No blinks, head sway or breathing on a photo."),
         click.option("--face-index", type=int, default=None, help="Which face when there are several (0 = largest)."),
-        click.option("--renderer", default=None, help="Renderer plug-in: warp, or retrieval (needs --identity) [default: retrieval with --identity, else warp]."),
+        click.option("--renderer", default=None, help="Renderer plug-in: warp, retrieval (needs --identity) or neural (an identity with an adapter, see `facetalk identity train`) [default: retrieval with --identity, else warp]."),
+        click.option("--base", default=None, type=click.Path(file_okay=False), help="--renderer neural: base model folder [default: the one the identity's adapter was trained on]."),
+        click.option("--merge", is_flag=True, help="--renderer neural: fuse the adapter into the weights (faster)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="--renderer neural: where the model runs."),
         click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default="mean", show_default=True),
         click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better)."),
         click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors."),
@@ -86,9 +91,12 @@ def render_options(f):
 
 @cli.command()
 @render_options
-def render(face, identity, identity_face, audio, output, transcript, fps, size, seed, still, face_index, renderer,
-           color_match, crf, quiet_flag, json_progress):
-    """Render FACE (or a learnt --identity) speaking AUDIO into an MP4.
+def render(face, identity, identity_face, audio, output, transcript, text, voice, rate, pitch, fps, size, seed, still,
+           face_index, renderer, base, merge, device, color_match, crf, quiet_flag, json_progress):
+    """Render FACE (or a learnt --identity) speaking AUDIO (or --text) into an MP4.
+
+    With --text or --text-file the words are spoken by a local text-to-speech voice
+    (--voice) and the lips follow the engine's own phone timings.
 
     The render is recorded as a job in the facetalk home's job store and runs here, the
     same code path as `facetalk worker` (a sidecar OUTPUT.json holds request and result)."""
@@ -96,10 +104,17 @@ def render(face, identity, identity_face, audio, output, transcript, fps, size, 
     from .jobs.runner import run_in_process
     from .pipeline import RenderRequest
 
+    if text is not None:
+        from .tts import check_text_request
+
+        check_text_request(audio, transcript, text, voice, rate, pitch)  # one line, before a job is recorded
+    elif not audio:
+        raise FacetalkError("give --audio (the speech) or --text / --text-file (words to speak)")
     request = RenderRequest(
         face=face, identity=identity, identity_face=identity_face, audio=audio, output=output,
-        transcript=read_transcript(transcript), fps=fps,
+        transcript=read_transcript(transcript), text=text, voice=voice, rate=rate, pitch=pitch, fps=fps,
         size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
+        base=str(Path(base).absolute()) if base else None, merge=merge, device=device,
         color_match=color_match, crf=crf,
     )
     ctx, sink = _context(seed, quiet_flag, json_progress)
@@ -179,7 +194,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 from .eval.cli import bench_command, eval_command  # noqa: E402 - commands defined in their own package
 from .identity.cli import identity_group  # noqa: E402
+from .jobs.batch_cli import batch_command  # noqa: E402
 from .jobs.cli import jobs_group, outputs_group, worker_command  # noqa: E402
+from .web.cli import serve_command  # noqa: E402
+from .neural.cli import base_group  # noqa: E402 - also adds `identity train` to the identity group
+from .tts.cli import tts_command, voices_command  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
@@ -187,6 +206,11 @@ cli.add_command(identity_group)
 cli.add_command(jobs_group)
 cli.add_command(worker_command)
 cli.add_command(outputs_group)
+cli.add_command(serve_command)
+cli.add_command(batch_command)
+cli.add_command(base_group)
+cli.add_command(tts_command)
+cli.add_command(voices_command)
 
 
 def _exit_on_sigterm(signum, frame) -> None:

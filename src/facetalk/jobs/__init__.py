@@ -7,7 +7,9 @@ run them, and the outputs, sidecars and logs they leave.
 
 The store loads with this package; the runner (facetalk.jobs.runner: execute,
 run_in_process, run_job) and workers (facetalk.jobs.worker) load the pipeline, so they are
-imported from their modules, or through the lazy names below.
+imported from their modules, or through the lazy names below. facetalk.jobs.batch makes
+many jobs from a manifest (`facetalk batch`); facetalk.jobs.ray_executor runs jobs as Ray
+tasks (`--ray ADDRESS`).
 """
 
 from .store import FINAL_STATES, Job, JobError, JobState, JobStore
@@ -20,9 +22,12 @@ _LAZY = {
     "JobCache": "runner",
     "Worker": "worker",
     "Pool": "worker",
+    "Batch": "batch",
+    "run_batch": "batch",
+    "RayWorker": "ray_executor",  # ray itself is imported only when a RayWorker runs
 }
-__all__ = ["FINAL_STATES", "Job", "JobCache", "JobError", "JobState", "JobStore", "Pool", "Worker", "execute",
-           "prepare_request", "run_in_process", "run_job"]
+__all__ = ["FINAL_STATES", "Batch", "Job", "JobCache", "JobError", "JobState", "JobStore", "Pool", "RayWorker", "Worker",
+           "execute", "prepare_request", "run_batch", "run_in_process", "run_job"]
 
 
 def __getattr__(name: str):

@@ -2,6 +2,7 @@
 
     facetalk jobs submit --face F --audio A [-o OUT]   queue a render (the options of render)
     facetalk worker [--concurrency N] [--once]         run queued jobs on this machine
+    facetalk worker --ray HOST:PORT                    ... or as tasks on a Ray cluster
     facetalk jobs list | show | watch | log | cancel | retry | clean
     facetalk outputs zip --since 2026-11-01 -o pack.zip
 """
@@ -265,8 +266,9 @@ def clean_command(obj: dict, older_than: str) -> None:
 
 @click.command("worker")
 @click.option("--home", **_HOME_OPTION)
-@click.option("-j", "--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (each renders one job at a time).")
+@click.option("-j", "--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (each renders one job at a time) [default: 1]; with --ray, jobs sent to the "
+                   "cluster at once [default: the cluster's CPUs / 2].")
 @click.option("--once", is_flag=True, help="Exit when no job is left to take (drain the queue).")
 @click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="Seconds a job stays a worker's without a renewal; after that a dead worker's job runs again.")
@@ -276,28 +278,43 @@ def clean_command(obj: dict, older_than: str) -> None:
               help="Seconds between looks at an empty queue.")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,
               help="GPUs this worker has: it takes only jobs needing no more.")
+@click.option("--batch", default=None, help="Only jobs of this batch (see 'facetalk batch --submit-only').")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run the jobs as tasks on the Ray cluster at ADDRESS (host:port of its head node), each asking for "
+                   "its CPUs and GPUs; this process keeps the job store and the outputs.")
 @click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors.")
-def worker_command(home, concurrency, once, lease, renew, poll, gpus, quiet_flag) -> None:
-    """Run queued render jobs on this machine until Ctrl-C or SIGTERM.
+def worker_command(home, concurrency, once, lease, renew, poll, gpus, batch, ray_address, quiet_flag) -> None:
+    """Run queued render jobs on this machine (or a Ray cluster) until Ctrl-C or SIGTERM.
 
     A job that is running when the worker is stopped goes back to the queue (the attempt
     is not counted). A worker that dies (kill -9, a crash) loses only its job, which runs
-    again once its lease expires.
+    again once its lease expires; with --ray, so does a job whose node or task is lost.
+    With --ray, a job needing more GPUs than any node of the cluster has stays queued.
     """
     from .worker import Pool, Worker, stop_on_signals
 
     home_path = _home(home)
     JobStore.at_home(home_path).close()  # a store that cannot be used fails here, once
     echo = None if quiet_flag else (lambda line: click.echo(line, err=True))
+    if ray_address:
+        from .ray_executor import RayWorker
+
+        worker = RayWorker(home_path, ray_address, concurrency=concurrency, lease_s=lease, renew_s=renew, poll_s=poll,
+                           once=once, batch=batch, on_event=echo)
+        with stop_on_signals(worker.stop):
+            worker.run()
+        return
+    concurrency = concurrency or 1
     if concurrency == 1:
-        worker = Worker(home_path, lease_s=lease, renew_s=renew, poll_s=poll, gpus=gpus, once=once, on_event=echo)
+        worker = Worker(home_path, lease_s=lease, renew_s=renew, poll_s=poll, gpus=gpus, once=once, on_event=echo,
+                        batch=batch)
         if echo:
             echo(f"{worker.id}: started (home {home_path})" + (", until the queue is empty" if once else ""))
         with stop_on_signals(worker.stop):
             worker.run()
         return
     pool = Pool(home_path, concurrency, lease_s=lease, poll_s=poll, gpus=gpus, once=once, quiet=quiet_flag,
-                renew_s=renew, on_event=echo)
+                renew_s=renew, on_event=echo, batch=batch)
     with stop_on_signals(pool.stop):
         code = pool.run()
     if code:
@@ -355,9 +372,15 @@ def _submit_options(f):
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Attempts before a job whose output cannot be written (or that crashes) fails.")
 @click.option("--batch", default=None, help="Tag the job with a batch name (see 'jobs list --batch').")
+@click.option("--cpus", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="CPUs the job asks of a Ray node ('worker --ray').")
+@click.option("--gpus", "job_gpus", type=click.IntRange(0, 64), default=None,
+              help="GPUs the job needs: only a worker or Ray node with that many takes it [default: 1 with "
+                   "--device cuda, else 0].")
 @click.option("--wait", is_flag=True, help="Follow the job until it ends, like 'jobs watch'.")
 @click.pass_obj
-def submit_command(obj: dict, name: str | None, max_attempts: int, batch: str | None, wait: bool, **opts) -> None:
+def submit_command(obj: dict, name: str | None, max_attempts: int, batch: str | None, cpus: int, job_gpus: int,
+                   wait: bool, **opts) -> None:
     """Queue a render of FACE (or --identity) speaking AUDIO; a worker runs it.
 
     Takes the options of `facetalk render`. Inputs are checked now, so bad input fails here
@@ -378,7 +401,11 @@ def submit_command(obj: dict, name: str | None, max_attempts: int, batch: str | 
     values["output"] = opts.get("output") or None
     request, versions = prepare_request(RenderRequest(**values), obj["home"])
     store = _store(obj)
-    job = store.submit(request, name=name, batch=batch, max_attempts=max_attempts, versions=versions)
+    from .batch import default_gpus
+
+    gpus = job_gpus if job_gpus is not None else default_gpus(request)
+    job = store.submit(request, name=name, batch=batch, max_attempts=max_attempts, versions=versions,
+                       resources={"cpus": cpus, "gpus": gpus})
     if json_progress:
         click.echo(json.dumps(job.to_dict()))
     elif quiet_flag:

@@ -41,11 +41,16 @@ PROGRESS_INTERVAL_S = 0.25  # at most 4 progress writes a second per job
 RENEW_INTERVAL_S = 0.5  # how often a running job's lease is renewed (and cancellation seen)
 
 
+class WorkerLost(FacetalkError):
+    """The machine or process running the job went away mid-run (a Ray node died, its
+    worker process crashed): the job is retried like one whose local worker died."""
+
+
 def retryable(e: BaseException) -> bool:
     """Worth another attempt: an output that could not be written (a full disk, a folder
-    made read-only), or a bug / environment error (not any other FacetalkError, which
-    names something the user must change)."""
-    if isinstance(e, OutputError):
+    made read-only), a lost worker, or a bug / environment error (not any other
+    FacetalkError, which names something the user must change)."""
+    if isinstance(e, (OutputError, WorkerLost)):
         return True
     return not isinstance(e, FacetalkError)
 
@@ -95,7 +100,7 @@ def prepare_request(request, home: Path, validate: bool = True) -> tuple[dict, d
     from ..render.base import available_renderers
 
     d = request.to_dict() if hasattr(request, "to_dict") else dict(request)
-    for key in ("face", "audio", "output"):
+    for key in ("face", "audio", "output", "base"):
         if d.get(key):
             d[key] = str(Path(d[key]).expanduser().absolute())
     if not d.get("output"):
@@ -117,9 +122,14 @@ def prepare_request(request, home: Path, validate: bool = True) -> tuple[dict, d
         raise InputError("give --face (a photo or video of the person) or --identity NAME")
     if d.get("face"):
         classify(d["face"], role="--face")
-    if not d.get("audio"):
-        raise InputError("give --audio (the speech)")
-    classify(d["audio"], role="--audio")
+    if d.get("text") is not None:  # spoken by text-to-speech when the job runs
+        from ..tts import check_text_request
+
+        check_text_request(d.get("audio"), d.get("transcript"), d["text"], d.get("voice"), d.get("rate"), d.get("pitch"))
+    else:
+        if not d.get("audio"):
+            raise InputError("give --audio (the speech) or --text (words to speak)")
+        classify(d["audio"], role="--audio")
     if d.get("output"):
         check_output_path(d["output"])
     if d.get("fps") is not None and not 1 <= d["fps"] <= 120:
@@ -144,6 +154,8 @@ class _CachingRegistry:
         self._loaded: OrderedDict = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
+        self.loads = 0  # identities loaded (and verified) from disk
+        self.reuses = 0  # loads answered from memory
 
     def load(self, ref: str):
         from ..identity.registry import format_ref
@@ -152,9 +164,11 @@ class _CachingRegistry:
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
+                self.reuses += 1
                 return self._loaded[key]
         identity = self._registry.load(key)
         with self._lock:
+            self.loads += 1
             self._loaded[key] = identity
             while len(self._loaded) > self._size:
                 self._loaded.popitem(last=False)
@@ -178,6 +192,13 @@ class JobCache:
         self._speech: OrderedDict = OrderedDict()
         self._speech_items = speech_items
         self._lock = threading.Lock()
+        self.speech_analyses = 0  # speech analysed (computed)
+        self.speech_reuses = 0  # renders that reused an analysis
+
+    def stats(self) -> dict:
+        """What was shared: speech analyses computed and reused, identities loaded and reused."""
+        return {"speech_analyses": self.speech_analyses, "speech_reused": self.speech_reuses,
+                "identities_loaded": self.registry.loads, "identities_reused": self.registry.reuses}
 
     @staticmethod
     def speech_key(audio_path: str | Path, transcript: str | None) -> tuple[str, str]:
@@ -193,9 +214,11 @@ class JobCache:
         with self._lock:
             if key in self._speech:
                 self._speech.move_to_end(key)
+                self.speech_reuses += 1
                 return self._speech[key]
         value = compute()
         with self._lock:
+            self.speech_analyses += 1
             self._speech[key] = value
             while len(self._speech) > self._speech_items:
                 self._speech.popitem(last=False)
@@ -219,6 +242,18 @@ def execute(job: Job, home: Path, ctx: RunContext, models=None, cache: JobCache 
     from ..pipeline import render
 
     request = request_from_dict(job.request)
+    out = prepare_output(home, job, ctx)
+    request = replace(request, output=str(out))
+    registry = cache.registry if cache is not None else Registry(home)
+    started = time.time()
+    result = render(request, ctx, models=models, registry=registry, cache=cache)
+    seconds = time.time() - started
+    return {**finish_job(job, out, result.to_dict(), seconds, ctx), "result": result}
+
+
+def prepare_output(home: Path, job: Job, ctx: RunContext) -> Path:
+    """The job's output path, its folder made (a default output) and leftovers of an
+    earlier attempt removed."""
     out = output_path(home, job)
     default = not job.request.get("output")
     try:
@@ -229,12 +264,13 @@ def execute(job: Job, home: Path, ctx: RunContext, models=None, cache: JobCache 
                 ctx.log.info(f"removed {p.name}, left by an earlier attempt")
     except OSError as e:
         raise OutputError(f"cannot write to folder {out.parent}: {e.strerror or e} (choose another output folder)") from None
-    request = replace(request, output=str(out))
-    registry = cache.registry if cache is not None else Registry(home)
-    started = time.time()
-    result = render(request, ctx, models=models, registry=registry, cache=cache)
-    seconds = time.time() - started
-    result_dict = result.to_dict()
+    return out
+
+
+def finish_job(job: Job, out: Path, result_dict: dict, seconds: float, ctx: RunContext) -> dict:
+    """After the video `out` is written: its sidecar (the request, result and versions),
+    and {"outputs": [video, sidecar], "metrics": {...}} for the store."""
+    result_dict = {**result_dict, "output": str(out)}
     metrics = {k: v for k, v in result_dict.items() if k != "output"}
     metrics.update(seconds=round(seconds, 3), attempt=job.attempts)
     sidecar = write_sidecar(out, {
@@ -245,7 +281,7 @@ def execute(job: Job, home: Path, ctx: RunContext, models=None, cache: JobCache 
     if sidecar is None:
         ctx.warn(f"{sidecar_path(out)} exists and was not written by facetalk: left alone, no sidecar written")
     outputs = [str(out)] + ([str(sidecar)] if sidecar is not None else [])
-    return {"outputs": outputs, "metrics": metrics, "result": result}
+    return {"outputs": outputs, "metrics": metrics}
 
 
 class StoreProgress:

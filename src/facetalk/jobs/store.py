@@ -389,22 +389,26 @@ class JobStore:
 
     # -- workers ------------------------------------------------------------------------
 
-    def claim(self, worker: str, lease_s: float = DEFAULT_LEASE_S, job_id: str | None = None, gpus: int = 0) -> Job | None:
+    def claim(self, worker: str, lease_s: float = DEFAULT_LEASE_S, job_id: str | None = None, gpus: int = 0,
+              batch: str | None = None) -> Job | None:
         """Take the oldest queued job (or job `job_id`, exactly) this worker can run, atomically.
 
         Jobs whose lease expired are first put back in the queue (the attempt they were on
         stays counted; when it was the last, they fail). A worker with `gpus` GPUs never
-        takes a job needing more. None when there is nothing to take."""
+        takes a job needing more. batch: only a job of this batch. None when there is
+        nothing to take."""
         pending: list = []
         with self._write() as db:
             now = time.time()
             expired = self._requeue_expired(db, now, pending)
+            where, args = "state = 'queued' AND gpus <= ?", [gpus]
+            if batch is not None:
+                where += " AND batch = ?"
+                args.append(batch)
             if job_id is not None:
-                row = db.execute("SELECT * FROM jobs WHERE id = ? AND state = 'queued' AND gpus <= ?",
-                                 (job_id, gpus)).fetchone()
+                row = db.execute(f"SELECT * FROM jobs WHERE id = ? AND {where}", (job_id, *args)).fetchone()
             else:
-                row = db.execute("SELECT * FROM jobs WHERE state = 'queued' AND gpus <= ? ORDER BY created, id LIMIT 1",
-                                 (gpus,)).fetchone()
+                row = db.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY created, id LIMIT 1", args).fetchone()
             if row is not None:
                 attempt = row["attempts"] + 1
                 db.execute("UPDATE jobs SET state = 'running', worker = ?, lease_until = ?, attempts = ?, started = ?,"

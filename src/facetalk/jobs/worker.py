@@ -35,10 +35,14 @@ class Worker:
     def __init__(self, home: Path, *, lease_s: float = DEFAULT_LEASE_S, renew_s: float | None = None,
                  poll_s: float = 1.0, gpus: int = 0, once: bool = False, max_jobs: int | None = None,
                  executor: Callable[..., dict] = execute, name: str | None = None,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, batch: str | None = None,
+                 models=None, cache: JobCache | None = None) -> None:
         self.home = Path(home)
         self.lease_s, self.renew_s, self.poll_s = lease_s, renew_s, poll_s
         self.gpus, self.once, self.max_jobs = gpus, once, max_jobs
+        self.batch = batch  # only jobs of this batch
+        self.models = models  # FaceModels and JobCache to use (None: its own, made by run)
+        self.cache = cache
         self.executor = executor
         self.id = name or worker_id()
         self.on_event = on_event or (lambda line: None)
@@ -55,15 +59,18 @@ class Worker:
 
         store = JobStore.at_home(self.home)
         log = logs.service_logger(self.home)
-        models = FaceModels()  # loaded on first use, then kept for every job
-        cache = JobCache(self.home)
+        if self.models is None:
+            self.models = FaceModels()  # loaded on first use, then kept for every job
+        if self.cache is None:
+            self.cache = JobCache(self.home)
+        models, cache = self.models, self.cache
         log.info(f"worker {self.id} started")
         try:
             while not self.stop_event.is_set():
                 if self.max_jobs is not None and len(self.outcomes) >= self.max_jobs:
                     break
                 try:
-                    job = store.claim(self.id, self.lease_s, gpus=self.gpus)
+                    job = store.claim(self.id, self.lease_s, gpus=self.gpus, batch=self.batch)
                     if job is None:
                         if self.once:
                             break
@@ -115,10 +122,12 @@ def stop_on_signals(stop: Callable[[], None]):
 
 
 def worker_command_line(home: Path, *, lease_s: float, poll_s: float, gpus: int, once: bool, quiet: bool,
-                        renew_s: float | None = None) -> list[str]:
+                        renew_s: float | None = None, batch: str | None = None) -> list[str]:
     """The command that runs one worker process."""
     cmd = [sys.executable, "-m", "facetalk", "worker", "--home", str(home), "--concurrency", "1",
            "--lease", f"{lease_s:g}", "--poll", f"{poll_s:g}", "--gpus", str(gpus)]
+    if batch is not None:
+        cmd += ["--batch", batch]
     if renew_s is not None:
         cmd += ["--renew", f"{renew_s:g}"]
     if once:
@@ -134,11 +143,12 @@ class Pool:
 
     def __init__(self, home: Path, concurrency: int, *, lease_s: float = DEFAULT_LEASE_S, poll_s: float = 1.0,
                  gpus: int = 0, once: bool = False, quiet: bool = False, renew_s: float | None = None,
-                 on_event: Callable[[str], None] | None = None, restart_delay_s: float = 1.0) -> None:
+                 on_event: Callable[[str], None] | None = None, restart_delay_s: float = 1.0,
+                 batch: str | None = None) -> None:
         self.home = Path(home)
         self.concurrency = concurrency
         self.command = worker_command_line(self.home, lease_s=lease_s, poll_s=poll_s, gpus=gpus, once=once,
-                                           quiet=quiet, renew_s=renew_s)
+                                           quiet=quiet, renew_s=renew_s, batch=batch)
         self.once = once
         self.on_event = on_event or (lambda line: None)
         self.restart_delay_s = restart_delay_s
