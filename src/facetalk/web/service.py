@@ -165,26 +165,7 @@ class Service:
         if request.get("face_index") is not None and int(request["face_index"]) < 0:
             raise InputError("face_index must be 0 or more (0 = the largest face)")
         request.update(face=str(face.path) if face else None, audio=str(audio.path) if audio else None, output=None)
-        if audio is not None:
-            return prepare_request(request, self.home)
-        # spoken from text: prepare_request's checks but the one for audio (it asks for audio)
-        d, versions = prepare_request(request, self.home, validate=False)
-        self._check_text_render(d)
-        return d, versions
-
-    def _check_text_render(self, d: dict) -> None:
-        from ..render.base import available_renderers
-
-        if d.get("identity"):
-            self.registry.resolve(d["identity"])  # the one-line unknown-identity message
-        if d.get("fps") is not None and not 1 <= d["fps"] <= 120:
-            raise InputError(f"--fps {d['fps']} is out of range (1 to 120)")
-        renderer = d.get("renderer")
-        if renderer is not None:
-            if renderer not in available_renderers():
-                raise InputError(f"unknown renderer {renderer!r}: use one of {', '.join(available_renderers())}")
-            if renderer == "retrieval" and not d.get("identity"):
-                raise InputError("the retrieval renderer needs an identity: use --identity NAME")
+        return prepare_request(request, self.home)  # text requests included: it checks text like audio
 
     def _remember_names(self, job: Job, inputs: list[Input]) -> None:
         """names.json of an upload folder: server file name -> the user's (for messages)."""
