@@ -87,7 +87,12 @@ def read_adapter(folder: Path, base: LoadedBase, label: str | None = None, fix: 
     if missing and isinstance(files.config.get("target_modules"), list):
         raise err(f"{label or folder}: {ADAPTER_CONFIG} targets {', '.join(missing)}, which the base model does not "
                   "have; it was trained for another architecture")
-    config = LoraConfig.from_pretrained(str(folder))
+    # built from the JSON check_adapter already read, never from_pretrained: given a path
+    # that is not a folder, that would look the name up on the Hugging Face hub
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(LoraConfig)}
+    config = LoraConfig(**{k: v for k, v in files.config.items() if k in fields and k != "peft_type"})
     config.inference_mode = True
     config.base_model_name_or_path = None  # the stamp is checked above; peft would only warn about it
     try:
