@@ -1,4 +1,5 @@
-"""Progress for people (a bar per stage) and for programs (one JSON event per line)."""
+"""Terminal output: progress for people (a bar per stage) and for programs (one JSON event
+per line), and the plain tables the listing commands print."""
 
 from __future__ import annotations
 
@@ -52,3 +53,9 @@ class BarProgress:
 
 def quiet(stage: str, fraction: float, message: str) -> None:
     return None
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    """Left-aligned columns two spaces apart, header first (cells may be any value)."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])

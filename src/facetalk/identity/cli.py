@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import FacetalkError, IdentityError, InputError
+from ..progress import table
 from .registry import LATEST, Registry, check_name, format_ref, parse_ref
 
 
@@ -41,7 +42,7 @@ def list_command(obj: dict, as_json: bool) -> None:
     elif not rows:
         click.echo(f"no identities in {reg.root} (make one with 'facetalk identity create NAME --footage VIDEO')")
     else:
-        click.echo(_table(["NAME", "LATEST", "VERSIONS", "CREATED", "FRAMES"], [
+        click.echo(table(["NAME", "LATEST", "VERSIONS", "CREATED", "FRAMES"], [
             [r["name"], f"v{r['latest']}" if r["latest"] else "-", " ".join(f"v{v}" for v in r["versions"]),
              r["created"] or "?", "?" if r["frames_used"] is None else str(r["frames_used"])] for r in rows]))
 
@@ -279,6 +280,3 @@ def _size(n: object) -> str:
     return f"{n} B"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])

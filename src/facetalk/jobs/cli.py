@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ..progress import table
 from .store import FINAL_STATES, Job, JobError, JobState, JobStore, parse_duration
 
 
@@ -65,11 +66,6 @@ def _progress(job: Job) -> str:
     return "100%" if job.state == JobState.SUCCEEDED else "-"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
-
-
 @jobs_group.command("list")
 @click.option("--state", type=click.Choice([str(s) for s in JobState]), default=None, help="Only jobs in this state.")
 @click.option("--batch", default=None, help="Only jobs of this batch.")
@@ -89,7 +85,7 @@ def list_command(obj: dict, state: str | None, batch: str | None, limit: int, al
         click.echo("no jobs" + (f" {state}" if state else "") + " (queue one with 'facetalk jobs submit')")
         return
     now = time.time()
-    click.echo(_table(["ID", "NAME", "STATE", "PROGRESS", "ATTEMPTS", "AGE"], [
+    click.echo(table(["ID", "NAME", "STATE", "PROGRESS", "ATTEMPTS", "AGE"], [
         [j.id, j.name, str(j.state), _progress(j), f"{j.attempts}/{j.max_attempts}", _age(now - j.created)] for j in jobs]))
 
 
