@@ -68,45 +68,34 @@ def measure(work: Path, base: Path, modes: list[str]) -> None:
     from facetalk.context import RunContext
     from facetalk.eval.run import EvalOptions, measure_generated, prepare_real
     from facetalk.face.models import FaceModels
-    from facetalk.neural.adapters import BaseModelPool
-    from facetalk.render import base as render_base
+    from facetalk.jobs.runner import JobCache
 
-    reg = _registry(work)
     start = json.loads((work / "prepare.json").read_text())["start"]
     models = FaceModels()
     options = EvalOptions()
     real = prepare_real(CLIP, None, work, models, options, start=start)
-    adapted = reg.load("eval@v2")
-    pool = BaseModelPool(base)  # one base for every neural mode: the adapter is switched in per render
-    wanted = {"neural": {"identity": adapted, "base": base, "pool": pool},
-              "neural-merge": {"identity": adapted, "base": base, "pool": pool, "merge": True},
-              "neural-base": {"base": base, "pool": pool}}
-
-    def get_renderer(name: str, **options):  # what the pipeline will pass once it is wired (identity=, base=, merge=)
-        if name.startswith("neural"):
-            return render_base.get_renderer("neural", **wanted[current[0]])
-        return render_base.get_renderer(name, **options)
-
-    pipeline.get_renderer = get_renderer
-    current = [""]
+    # one worker cache, as in a batch: the base is loaded once and the adapter switched in per render
+    cache = JobCache(work / "home")
+    setups = {"retrieval": ("eval@v1", "retrieval", False), "neural": ("eval@v2", "neural", False),
+              "neural-merge": ("eval@v2", "neural", True), "neural-base": ("eval@v1", "neural", False)}
     rows = {}
     for mode in modes:
-        current[0] = mode
-        request = pipeline.RenderRequest(identity="eval@v1", face=str(real.video), audio=str(real.audio),
+        ref, renderer, merge = setups[mode]
+        request = pipeline.RenderRequest(identity=ref, face=str(real.video), audio=str(real.audio),
                                          output=str(work / f"{mode}.mp4"), fps=real.fps,
-                                         size=(real.width, real.height), renderer="retrieval" if mode == "retrieval"
-                                         else "neural")
+                                         size=(real.width, real.height), renderer=renderer, base=str(base), merge=merge)
         t = time.perf_counter()
-        result = pipeline.render(request, RunContext(), models, registry=reg)
+        result = pipeline.render(request, RunContext(), models, registry=cache.registry, cache=cache)
         seconds = time.perf_counter() - t
         values, _ = measure_generated(Path(request.output), real, models, options, video_type=True)
         rows[mode] = values | {"render_s": seconds, "frames": result.n_frames,
                                "render_ms_per_frame": 1000 * result.timings.get("render", float("nan")) / result.n_frames}
         print(mode, {k: round(v, 4) for k, v in rows[mode].items() if isinstance(v, float)}, flush=True)
+    pools = cache.pools
+    sizes = pools[0].sizes(pools[0].adapters[0]) if pools and pools[0].adapters else {}
     (work / "neural_eval.json").write_text(json.dumps({"clip": CLIP.name, "held_out_from_frame": start,
-                                                       "frames": real.n_frames, "modes": rows,
-                                                       "sizes": pool.sizes(next(iter(pool.adapters)))
-                                                       if pool.adapters else {}}, indent=2))
+                                                       "frames": real.n_frames, "modes": rows, "sizes": sizes,
+                                                       "shared": cache.stats()}, indent=2))
 
 
 def speed(work: Path, frames: int) -> None:

@@ -317,3 +317,48 @@ def test_identity_train_from_scratch_needs_no_base(tmp_path):
     assert identity.version == 2 and identity.manifest["adapter"]["kind"] == "model"
     r = get_renderer("neural", identity=identity)
     assert r.adapter is None and r.pool.base.folder == identity.path
+
+
+def test_a_worker_loads_the_base_once_and_switches_adapters_per_job(base_dir, tmp_path):
+    """Jobs of two identities with adapters on one base, run by one worker (one JobCache):
+    the base is loaded once, both adapters live in it, and each job's frames are those of
+    the same job rendered alone."""
+    from click.testing import CliRunner
+
+    from facetalk.cli import cli
+    from facetalk.jobs.runner import JobCache
+    from facetalk.pipeline import RenderRequest, render
+
+    from .conftest import decode_video, espeak
+
+    home = tmp_path / "home"
+    reg = Registry(home)
+    shutil.copytree(base_dir, home / "models" / "tiny")
+    for person, name in ((0, "ann"), (1, "bob")):
+        write_talking_identity(reg, name, person)
+        result = CliRunner().invoke(cli, ["identity", "--home", str(home), "train", name, "--rank", "4", "--alpha", "8",
+                                          "--target-modules", ",".join(TARGETS), "--steps", "2", "--batch", "2",
+                                          "--preview-every", "0", "--quiet"])
+        assert result.exit_code == 0, result.output
+    audio = espeak("one two", tmp_path / "a.wav")
+
+    def request(name: str, out: str) -> RenderRequest:
+        return RenderRequest(identity=f"{name}@v2", audio=str(audio), output=str(tmp_path / out), renderer="neural",
+                             crf=0)  # v2: the version `identity train` made
+
+    cache = JobCache(home)
+    shared = {name: render(request(name, f"{name}-shared.mp4"), registry=cache.registry, cache=cache)
+              for name in ("ann", "bob", "ann")}
+    assert cache.stats()["bases_loaded"] == 1 and cache.stats()["bases_reused"] == 2
+    (pool,) = cache.pools
+    assert sorted(pool.adapters) == ["ann_v2", "bob_v2"]
+    assert shared["ann"].identity == "ann@v2" and shared["bob"].identity == "bob@v2"
+
+    alone = {name: render(request(name, f"{name}-alone.mp4"), registry=Registry(home)) for name in ("ann", "bob")}
+    frames = {}
+    for name in ("ann", "bob"):
+        a, _ = decode_video(alone[name].output)
+        b, _ = decode_video(shared[name].output)
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), name
+        frames[name] = a
+    assert any(not np.array_equal(x, y) for x, y in zip(frames["ann"], frames["bob"]))

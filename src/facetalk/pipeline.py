@@ -147,7 +147,8 @@ def render(
         raise InputError("give --audio (the speech) or --text (words to speak)")
     classify(request.audio, role="--audio")
     renderer_name = request.renderer or ("retrieval" if identity is not None else "warp")
-    renderer = get_renderer(renderer_name, **_renderer_options(renderer_name, request, identity))
+    renderer = get_renderer(renderer_name, **_renderer_options(renderer_name, request, identity, cache,
+                                                              getattr(registry, "home", None)))
     if request.fps is not None and not 1 <= request.fps <= 120:
         raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
     is_photo = face_kind == "image"
@@ -242,13 +243,21 @@ def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cach
     return result
 
 
-def _renderer_options(name: str, request: RenderRequest, identity) -> dict:
+def _renderer_options(name: str, request: RenderRequest, identity, cache=None, home: Path | None = None) -> dict:
     """What each renderer is made with: retrieval an identity's mouth bank, neural a base
-    model and the identity's adapter."""
+    model and the identity's adapter (in a worker, the base model its cache keeps loaded)."""
     if name == "retrieval" and identity is not None:
         return {"bank": identity.bank}
     if name == "neural":
-        return {"identity": identity, "base": request.base, "merge": request.merge, "device": request.device}
+        options = {"identity": identity, "base": request.base, "merge": request.merge, "device": request.device,
+                   "home": home}
+        if cache is not None:
+            from .neural.fit import shared_base_dir
+
+            base_dir = shared_base_dir(identity, request.base, home)
+            if base_dir is not None:
+                options["pool"] = cache.neural_pool(base_dir, request.device)
+        return options
     return {}
 
 

@@ -194,11 +194,39 @@ class JobCache:
         self._lock = threading.Lock()
         self.speech_analyses = 0  # speech analysed (computed)
         self.speech_reuses = 0  # renders that reused an analysis
+        self._pools: dict[tuple[str, str], object] = {}
+        self.bases_loaded = 0  # neural base models loaded
+        self.bases_reused = 0  # neural renders that found their base already loaded
 
     def stats(self) -> dict:
         """What was shared: speech analyses computed and reused, identities loaded and reused."""
         return {"speech_analyses": self.speech_analyses, "speech_reused": self.speech_reuses,
-                "identities_loaded": self.registry.loads, "identities_reused": self.registry.reuses}
+                "identities_loaded": self.registry.loads, "identities_reused": self.registry.reuses,
+                "bases_loaded": self.bases_loaded, "bases_reused": self.bases_reused}
+
+    @property
+    def pools(self) -> list:
+        """The neural base models (BaseModelPool) loaded so far."""
+        with self._lock:
+            return list(self._pools.values())
+
+    def neural_pool(self, base_dir: str | Path, device: str):
+        """The neural base model in base_dir, loaded once per worker (facetalk.neural.
+        adapters.BaseModelPool): each identity's adapter is added to it once and switched
+        per job (set_adapter), so a batch across identities never reloads the base."""
+        key = (str(Path(base_dir).resolve()), device)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self.bases_reused += 1
+                return pool
+        from ..neural.adapters import BaseModelPool
+
+        pool = BaseModelPool(base_dir, device=device)
+        with self._lock:
+            pool = self._pools.setdefault(key, pool)
+            self.bases_loaded += 1
+        return pool
 
     @staticmethod
     def speech_key(audio_path: str | Path, transcript: str | None) -> tuple[str, str]:

@@ -203,6 +203,17 @@ def adapter_entry(identity) -> dict | None:
     return entry if isinstance(entry, dict) else None
 
 
+def shared_base_dir(identity, base: str | Path | None, home: Path | None = None) -> Path | None:
+    """The base model folder a neural render of identity runs on, when it is one several
+    identities can share: None for an identity with a model of its own (and no --base)."""
+    entry = adapter_entry(identity) if identity is not None else None
+    if entry is not None and entry.get("kind") == "model" and base is None:
+        return None
+    if entry is not None and entry.get("kind") == "lora":
+        return base_for(identity, Path(base) if base is not None else None, home)
+    return Path(base) if base is not None else None
+
+
 def base_for(identity, base: Path | None, home: Path | None = None) -> Path:
     """The base model folder an identity's adapter was trained on: `base` if given, else
     the folder under home/models recording the stamped sha256."""
