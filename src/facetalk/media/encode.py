@@ -9,6 +9,7 @@ when the `with` block ends without an exception.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 from collections.abc import Iterator
@@ -19,10 +20,10 @@ from types import TracebackType
 import av
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from .colour import rgb_to_yuv420
 from .audio import decode_audio, probe_audio
-from .formats import error_reason
+from .formats import error_reason, open_media
 
 _KEEP_AUDIO_RATES = (44_100, 48_000)  # AAC rates kept as they come; others go to 48 kHz
 _AUDIO_RATE = 48_000
@@ -64,6 +65,31 @@ def check_output_path(path: str | Path) -> Path:
     return p
 
 
+def _mp4_holds(stream: av.audio.stream.AudioStream) -> bool:
+    """Whether an MP4 can carry this audio stream's packets as they are (its header is
+    written to memory: FFmpeg's muxer is the one that knows)."""
+    probe = av.open(io.BytesIO(), mode="w", format="mp4")
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+    finally:
+        try:
+            probe.close()
+        except (av.FFmpegError, ValueError):
+            pass
+
+
+def mp4_can_copy_audio(path: str | Path) -> bool:
+    """Whether VideoWriter(audio_path=path, audio_copy=True) can copy the first audio
+    stream of `path` into the MP4 untouched (False: no audio, or a codec MP4 cannot hold,
+    such as Vorbis). Raises InputError if the file cannot be read."""
+    with open_media(path, "audio") as source:
+        return bool(source.streams.audio) and _mp4_holds(source.streams.audio[0])
+
+
 def _audio_layout(channels: int) -> str:
     return "mono" if channels <= 1 else "stereo"
 
@@ -79,6 +105,10 @@ class VideoWriter:
     Audio (if audio_path): its first audio stream (any supported audio or video file) as
     AAC at 44.1/48 kHz as the source (else 48 kHz), mono or stereo as the source, cut at
     the video's duration n_frames / fps; a shorter soundtrack stays shorter.
+    With audio_copy=True the first audio stream of audio_path is instead copied packet
+    for packet (no decoding, no re-encoding, no cut: the bytes stay as they are), its
+    timestamps kept relative to the start of that file's video stream (0 without one),
+    so a re-encoded copy of a video stays in sync. See mp4_can_copy_audio.
     metadata: container tags (any keys), readable back with PyAV's container.metadata.
 
     On an exception inside the block the temporary file is removed and an existing file
@@ -95,6 +125,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "superfast",  # half the CPU of veryfast at 720p; crf keeps the quality
         metadata: dict[str, str] | None = None,
+        audio_copy: bool = False,
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"frame size must be positive and even for yuv420p, got {width}x{height}")
@@ -119,6 +150,11 @@ class VideoWriter:
         self._audio_rate = 0
         self._audio_layout = "mono"
         self._audio_done = 0  # samples encoded so far
+        self.audio_copy = audio_copy and audio_path is not None
+        self._copy_source: av.container.InputContainer | None = None
+        self._copy_packets: Iterator[av.Packet] | None = None
+        self._copy_pending: av.Packet | None = None
+        self._copy_shift = 0  # source audio ticks to subtract (the source video's start)
 
     @property
     def temp_path(self) -> Path | None:
@@ -142,7 +178,9 @@ class VideoWriter:
         return self
 
     def _open_streams(self, tmp: Path) -> None:
-        if self.audio_path is not None:
+        if self.audio_copy:
+            self._open_copy_source()
+        elif self.audio_path is not None:
             info = probe_audio(self.audio_path)  # InputError now, before any frame is encoded
             self._audio_rate = info.sample_rate if info.sample_rate in _KEEP_AUDIO_RATES else _AUDIO_RATE
             self._audio_layout = _audio_layout(info.channels)
@@ -171,7 +209,13 @@ class VideoWriter:
         cc.color_trc = _BT709
         cc.color_range = _MPEG_RANGE
         self._video = video
-        if self.audio_path is not None:
+        if self._copy_source is not None:
+            source = self._copy_source.streams.audio[0]
+            audio = out.add_stream_from_template(source)
+            if "language" in source.metadata:
+                audio.metadata["language"] = source.metadata["language"]
+            self._audio = audio
+        elif self.audio_path is not None:
             audio = out.add_stream("aac", rate=self._audio_rate)
             audio.layout = self._audio_layout
             self._audio = audio
@@ -197,9 +241,54 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as e:
             raise _write_failed(self.path, e) from e
 
+    def _open_copy_source(self) -> None:
+        assert self.audio_path is not None
+        source = open_media(self.audio_path, "audio")
+        self._copy_source = source
+        if not source.streams.audio:
+            raise InputError(f"{self.audio_path} has no audio stream to copy")
+        stream = source.streams.audio[0]
+        if not _mp4_holds(stream):
+            raise InputError(
+                f"the {stream.codec_context.name} audio of {self.audio_path} cannot go into an MP4 as it is"
+            )
+        video = source.streams.video[0] if source.streams.video else None
+        if video is not None and video.start_time and video.time_base and stream.time_base:
+            self._copy_shift = round(video.start_time * video.time_base / stream.time_base)
+        self._copy_packets = (p for p in source.demux(stream) if p.size and p.pts is not None)
+
+    def _copy_audio(self, until_s: Fraction | None) -> None:
+        """Mux copied audio packets that start before `until_s` seconds (all if None)."""
+        assert self._out is not None and self._audio is not None
+        while True:
+            if self._copy_pending is None:
+                if self._copy_packets is None:
+                    return
+                try:
+                    packet = next(self._copy_packets, None)
+                except (av.FFmpegError, OSError):
+                    packet = None  # a damaged tail: what came before is kept
+                if packet is None:
+                    self._copy_packets = None
+                    return
+                packet.pts -= self._copy_shift
+                if packet.dts is not None:
+                    packet.dts -= self._copy_shift
+                self._copy_pending = packet
+            packet = self._copy_pending
+            assert packet.pts is not None and packet.time_base is not None
+            if until_s is not None and packet.pts * packet.time_base >= until_s:
+                return
+            packet.stream = self._audio  # mux rescales from the source's time base
+            self._out.mux(packet)
+            self._copy_pending = None
+
     def _pump_audio(self, until_s: Fraction) -> None:
         """Encode the soundtrack up to `until_s` seconds (never past it)."""
         if self._audio is None or self._out is None:
+            return
+        if self._copy_source is not None:
+            self._copy_audio(until_s)
             return
         limit = int(until_s * self._audio_rate)
         while self._audio_done < limit:
@@ -230,7 +319,9 @@ class VideoWriter:
         try:
             self._pump_audio(self.n_frames / self.rate)
             self._out.mux(self._video.encode())
-            if self._audio is not None:
+            if self._copy_source is not None:
+                self._copy_audio(None)  # the whole stream: copied audio is never cut
+            elif self._audio is not None:
                 self._out.mux(self._audio.encode())
             self._out.close()
             self._out = None
@@ -242,6 +333,11 @@ class VideoWriter:
             self._close_audio_source()
 
     def _close_audio_source(self) -> None:
+        self._copy_packets = None
+        self._copy_pending = None
+        if self._copy_source is not None:
+            self._copy_source.close()
+            self._copy_source = None
         if self._audio_chunks is not None:
             self._audio_chunks.close()  # closes the source container
             self._audio_chunks = None
