@@ -12,8 +12,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from facetalk.cli import main
-
+from .cli_helpers import assert_one_line_error, run_cli
 from .conftest import espeak, stream_durations, write_wav
 
 
@@ -26,22 +25,6 @@ def files(tmp_path_factory):
     no_face = d / "coffee.jpg"
     Image.fromarray(skimage.data.coffee()).save(no_face)
     return {"dir": d, "face": face, "speech": speech, "no_face": no_face}
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert lines[0].startswith("facetalk: error:")
-    assert "Traceback" not in err
-    for w in words:
-        assert w.lower() in lines[0].lower(), f"{w!r} not in {lines[0]!r}"
 
 
 def test_render_writes_video_and_json_progress(capsys, files):

@@ -20,7 +20,6 @@ import platformdirs
 import pytest
 
 from facetalk import __version__
-from facetalk.cli import main
 from facetalk.errors import IdentityError
 from facetalk.home import facetalk_home
 from facetalk.identity import archive
@@ -37,26 +36,10 @@ from facetalk.identity.model import (
 from facetalk.identity.registry import STALE_SECONDS, Registry, file_digest, parse_ref
 from facetalk.motion.shapes import target_table
 
+from .cli_helpers import assert_one_line_error, run_cli
 from .identity_fixtures import synthetic_data, write_version
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_error(code: int, err: str, *words: str) -> str:
-    """Exit 2 with exactly one line on stderr, holding every word; returns the line."""
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got {err!r}"
-    assert lines[0].startswith("facetalk: error: ") and "Traceback" not in err
-    for w in words:
-        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -244,7 +227,7 @@ def test_killed_build_leaves_only_a_hidden_staging_folder(reg, home, capsys):
     assert reg.names() == []
     code, out, _ = run_cli(capsys, "identity", "list")
     assert code == 0 and out.startswith("no identities in")
-    assert_error(*run_cli(capsys, "identity", "verify", "victim")[::2], "unknown identity 'victim'")
+    assert_one_line_error(*run_cli(capsys, "identity", "verify", "victim")[::2], "unknown identity 'victim'")
 
 
 # -- list, show, verify -------------------------------------------------------------------
@@ -296,10 +279,10 @@ def test_list_show_verify(reg, lecturer, capsys, tmp_path):
 
 
 def test_unknown_name_and_version_list_the_known_ones(reg, lecturer, capsys):
-    assert_error(*run_cli(capsys, "identity", "show", "nobody")[::2], "unknown identity 'nobody'", "known: lecturer")
-    assert_error(*run_cli(capsys, "identity", "verify", "lecturer@v4")[::2], "lecturer has no version v4",
+    assert_one_line_error(*run_cli(capsys, "identity", "show", "nobody")[::2], "unknown identity 'nobody'", "known: lecturer")
+    assert_one_line_error(*run_cli(capsys, "identity", "verify", "lecturer@v4")[::2], "lecturer has no version v4",
                  "versions: v1")
-    assert_error(*run_cli(capsys, "identity", "show", "Lecturer")[::2], "bad identity name", "try 'lecturer'")
+    assert_one_line_error(*run_cli(capsys, "identity", "show", "Lecturer")[::2], "bad identity name", "try 'lecturer'")
 
 
 # -- broken versions ----------------------------------------------------------------------
@@ -374,16 +357,16 @@ BREAKAGES = {
 def test_broken_version_gives_one_line_naming_the_file(reg, lecturer, capsys, case):
     breakage, words = BREAKAGES[case]
     breakage(lecturer)
-    assert_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], *words)
     with pytest.raises(IdentityError) as e:
         reg.load("lecturer@v1")
     assert "\n" not in str(e.value)
     # a broken version is never made the default nor exported
     write_version(reg, "lecturer", seed=1)
     run_cli(capsys, "identity", "promote", "lecturer@v2")
-    assert_error(*run_cli(capsys, "identity", "promote", "lecturer@v1")[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "promote", "lecturer@v1")[::2], *words)
     assert reg.latest("lecturer") == 2
-    assert_error(*run_cli(capsys, "identity", "export", "lecturer@v1", "-o", lecturer.parent / "x.zip")[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "export", "lecturer@v1", "-o", lecturer.parent / "x.zip")[::2], *words)
     assert not (lecturer.parent / "x.zip").exists()
 
 
@@ -397,7 +380,7 @@ def test_unreadable_file(reg, lecturer, capsys, monkeypatch):
         return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", deny)  # tests may run as root, which chmod cannot stop
-    assert_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2],
+    assert_one_line_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2],
                  "face.safetensors is not readable (permission denied)", f"chmod u+r {target}")
 
 
@@ -405,7 +388,7 @@ def test_unreadable_file(reg, lecturer, capsys, monkeypatch):
 def test_unreadable_file_by_mode(reg, lecturer, capsys):
     (lecturer / BANK_FILE).chmod(0)
     try:
-        assert_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], "mouth_bank.safetensors is not readable")
+        assert_one_line_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], "mouth_bank.safetensors is not readable")
     finally:
         (lecturer / BANK_FILE).chmod(stat.S_IRUSR | stat.S_IWUSR)
 
@@ -414,7 +397,7 @@ def test_unreadable_file_by_mode(reg, lecturer, capsys):
                                             ("banana", ["holds 'banana'", "promote"])])
 def test_latest_pointing_nowhere(reg, lecturer, capsys, content, words):
     (reg.root / "lecturer" / "latest").write_text(content)
-    assert_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "verify", "lecturer")[::2], *words)
     assert run_cli(capsys, "identity", "verify", "lecturer@v1")[0] == 0
     assert run_cli(capsys, "identity", "list")[0] == 0
     # promote repairs it
@@ -424,7 +407,7 @@ def test_latest_pointing_nowhere(reg, lecturer, capsys, content, words):
 
 def test_latest_missing(reg, lecturer, capsys):
     (reg.root / "lecturer" / "latest").unlink()
-    assert_error(*run_cli(capsys, "identity", "show", "lecturer")[::2], "latest is missing",
+    assert_one_line_error(*run_cli(capsys, "identity", "show", "lecturer")[::2], "latest is missing",
                  "facetalk identity promote lecturer@v1")
 
 
@@ -438,18 +421,18 @@ def test_promote_moves_latest(reg, lecturer, capsys):
     assert (reg.root / "lecturer" / "latest").read_text() == "v2\n"
     assert run_cli(capsys, "identity", "show", "lecturer")[1].splitlines()[0] == "lecturer@v2 (latest)"
     assert not [p for p in (reg.root / "lecturer").iterdir() if p.name.startswith(".")]  # no temp file left
-    assert_error(*run_cli(capsys, "identity", "promote", "lecturer")[::2], "promote needs a version")
-    assert_error(*run_cli(capsys, "identity", "promote", "lecturer@v9")[::2], "no version v9", "v1, v2")
+    assert_one_line_error(*run_cli(capsys, "identity", "promote", "lecturer")[::2], "promote needs a version")
+    assert_one_line_error(*run_cli(capsys, "identity", "promote", "lecturer@v9")[::2], "no version v9", "v1, v2")
     assert reg.latest("lecturer") == 2
 
 
 def test_remove_semantics(reg, lecturer, capsys):
     write_version(reg, "lecturer", seed=1)
     write_version(reg, "lecturer", seed=2)
-    assert_error(*run_cli(capsys, "identity", "remove", "lecturer@v1")[::2], "lecturer@v1 is the latest",
+    assert_one_line_error(*run_cli(capsys, "identity", "remove", "lecturer@v1")[::2], "lecturer@v1 is the latest",
                  "promote another version first")
-    assert_error(*run_cli(capsys, "identity", "remove", "lecturer")[::2], "--all")
-    assert_error(*run_cli(capsys, "identity", "remove", "lecturer@v2", "--all")[::2], "bare name")
+    assert_one_line_error(*run_cli(capsys, "identity", "remove", "lecturer")[::2], "--all")
+    assert_one_line_error(*run_cli(capsys, "identity", "remove", "lecturer@v2", "--all")[::2], "bare name")
     assert reg.versions("lecturer") == [1, 2, 3]
 
     code, out, err = run_cli(capsys, "identity", "remove", "lecturer@2")
@@ -462,7 +445,7 @@ def test_remove_semantics(reg, lecturer, capsys):
     # the only version left, the latest: removing it removes the identity
     code, out, _ = run_cli(capsys, "identity", "remove", "lecturer@v3")
     assert code == 0 and not (reg.root / "lecturer").exists()
-    assert_error(*run_cli(capsys, "identity", "remove", "lecturer@v3")[::2], "unknown identity 'lecturer'")
+    assert_one_line_error(*run_cli(capsys, "identity", "remove", "lecturer@v3")[::2], "unknown identity 'lecturer'")
 
 
 def test_remove_all(reg, lecturer, capsys):
@@ -472,7 +455,7 @@ def test_remove_all(reg, lecturer, capsys):
     assert (code, out.strip()) == (0, "removed lecturer (2 versions)"), err
     assert reg.names() == ["anchor"]
     assert sorted(p.name for p in reg.root.iterdir()) == ["anchor"]
-    assert_error(*run_cli(capsys, "identity", "remove", "lecturer", "--all")[::2], "unknown identity", "known: anchor")
+    assert_one_line_error(*run_cli(capsys, "identity", "remove", "lecturer", "--all")[::2], "unknown identity", "known: anchor")
 
 
 # -- export and import --------------------------------------------------------------------
@@ -519,18 +502,18 @@ def test_import_as_new_name_or_next_version(reg, lecturer, capsys, tmp_path):
     assert reg.latest("lecturer") == 1  # an import is not the default unless asked
     code, out, _ = run_cli(capsys, "identity", "import", out_zip, "--promote")
     assert out.startswith("imported lecturer@v3 ") and reg.latest("lecturer") == 3
-    assert_error(*run_cli(capsys, "identity", "import", out_zip, "--name", "Bad Name")[::2], "bad identity name")
+    assert_one_line_error(*run_cli(capsys, "identity", "import", out_zip, "--name", "Bad Name")[::2], "bad identity name")
 
 
 def test_export_never_overwrites_unless_forced(reg, lecturer, capsys, tmp_path):
     out_zip = tmp_path / "taken.zip"
     out_zip.write_bytes(b"precious")
-    assert_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", out_zip)[::2], "already exists", "--force")
+    assert_one_line_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", out_zip)[::2], "already exists", "--force")
     assert out_zip.read_bytes() == b"precious"
     assert run_cli(capsys, "identity", "export", "lecturer", "-o", out_zip, "--force")[0] == 0
     assert zipfile.is_zipfile(out_zip)
-    assert_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", tmp_path / "x.tar")[::2], ".zip")
-    assert_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", tmp_path / "no" / "x.zip")[::2],
+    assert_one_line_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", tmp_path / "x.tar")[::2], ".zip")
+    assert_one_line_error(*run_cli(capsys, "identity", "export", "lecturer", "-o", tmp_path / "no" / "x.zip")[::2],
                  "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["taken.zip"]
 
@@ -597,7 +580,7 @@ def test_hostile_or_damaged_archive_writes_nothing(reg, lecturer, capsys, tmp_pa
         members, links = _tamper(_members(z), case)
     bad = _write_zip(tmp_path / "bad.zip", members, links)
     before = tree(tmp_path)
-    assert_error(*run_cli(capsys, "identity", "import", bad, "--name", "intruder")[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "import", bad, "--name", "intruder")[::2], *words)
     assert tree(tmp_path) == before
     assert reg.names() == ["lecturer"]
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
@@ -608,11 +591,11 @@ def test_archive_size_and_kind_are_checked(reg, lecturer, capsys, tmp_path, monk
     run_cli(capsys, "identity", "export", "lecturer", "-o", good)
     before = tree(reg.home)
     monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", 1000)
-    assert_error(*run_cli(capsys, "identity", "import", good, "--name", "big")[::2], "unpacks to")
+    assert_one_line_error(*run_cli(capsys, "identity", "import", good, "--name", "big")[::2], "unpacks to")
     not_zip = tmp_path / "notes.zip"
     not_zip.write_text("hello")
-    assert_error(*run_cli(capsys, "identity", "import", not_zip)[::2], "is not a zip archive")
-    assert_error(*run_cli(capsys, "identity", "import", tmp_path / "missing.zip")[::2], "not found")
+    assert_one_line_error(*run_cli(capsys, "identity", "import", not_zip)[::2], "is not a zip archive")
+    assert_one_line_error(*run_cli(capsys, "identity", "import", tmp_path / "missing.zip")[::2], "not found")
     assert tree(reg.home) == before
 
 
@@ -688,6 +671,6 @@ def test_create_rejects_bad_arguments_before_learning(reg, capsys, fake_learn, f
     base = ["identity", "create", "lecturer", "--footage", paths["a"]]
     if extra[0] == "--transcript":
         base += ["--footage", paths["b"]]
-    assert_error(*run_cli(capsys, *base, *extra)[::2], *words)
-    assert_error(*run_cli(capsys, "identity", "create", "Bad/Name", "--footage", paths["a"])[::2], "bad identity name")
+    assert_one_line_error(*run_cli(capsys, *base, *extra)[::2], *words)
+    assert_one_line_error(*run_cli(capsys, "identity", "create", "Bad/Name", "--footage", paths["a"])[::2], "bad identity name")
     assert fake_learn == [] and reg.names() == []

@@ -20,7 +20,6 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from facetalk.cli import main
 from facetalk.context import RunContext
 from facetalk.errors import Cancelled, NoFaceError, OutputError
 from facetalk.jobs.outputs import default_output
@@ -29,6 +28,7 @@ from facetalk.jobs.store import JobState, JobStore
 from facetalk.jobs.worker import Worker
 from facetalk.pipeline import RenderRequest
 
+from .cli_helpers import assert_one_line_error, run_cli
 from .conftest import espeak, read_wav, write_wav
 
 
@@ -56,19 +56,6 @@ def home(tmp_path, monkeypatch) -> Path:
     h = tmp_path / "home"
     monkeypatch.setenv("FACETALK_HOME", str(h))
     return h
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    lines = [x for x in err.strip().splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("facetalk: error:") and "Traceback" not in err, err
-    return lines[0]
 
 
 def submit(store: JobStore, home: Path, **request) -> str:
@@ -144,12 +131,12 @@ def test_submit_worker_and_the_jobs_commands(capsys, jm, home, tmp_path):
     with zipfile.ZipFile(tmp_path / "pack.zip") as z:
         assert sorted(Path(n).name for n in z.namelist()) == sorted([video.name, video.with_suffix(".json").name])
         assert z.read(z.namelist()[1 if z.namelist()[0].endswith(".json") else 0]) == video.read_bytes()
-    line = one_line_error(*run_cli(capsys, "outputs", "zip", "--since", "today", "-o", tmp_path / "pack.zip")[::2])
+    line = assert_one_line_error(*run_cli(capsys, "outputs", "zip", "--since", "today", "-o", tmp_path / "pack.zip")[::2])
     assert "--force" in line
     assert run_cli(capsys, "outputs", "zip", "--since", "2020-01-01", "--until", "today", "-o", tmp_path / "pack.zip", "--force")[0] == 0
-    assert "no outputs" in one_line_error(*run_cli(capsys, "outputs", "zip", "--since", "2020-01-01", "--until", "2020-01-02", "-o", tmp_path / "old.zip")[::2])
+    assert "no outputs" in assert_one_line_error(*run_cli(capsys, "outputs", "zip", "--since", "2020-01-01", "--until", "2020-01-02", "-o", tmp_path / "old.zip")[::2])
 
-    assert "already succeeded" in one_line_error(*run_cli(capsys, "jobs", "cancel", first)[::2])
+    assert "already succeeded" in assert_one_line_error(*run_cli(capsys, "jobs", "cancel", first)[::2])
     code, out, _ = run_cli(capsys, "jobs", "clean", "--older-than", "1h")
     assert code == 0 and "removed 0" in out
     code, out, _ = run_cli(capsys, "jobs", "clean", "--older-than", "0s")
@@ -171,11 +158,11 @@ def test_submit_checks_the_input_at_once(capsys, jm, home, tmp_path):
         (["--face", jm["face"], "--audio", jm["short"], "--fps", "500"], "--fps"),
     ]
     for args, words in cases:
-        line = one_line_error(*run_cli(capsys, "jobs", "submit", *args)[::2])
+        line = assert_one_line_error(*run_cli(capsys, "jobs", "submit", *args)[::2])
         assert words.lower() in line.lower(), (args, line)
     assert JobStore.at_home(home).list() == []
-    assert "no job 'zzz'" in one_line_error(*run_cli(capsys, "jobs", "show", "zzz")[::2])
-    assert "duration" in one_line_error(*run_cli(capsys, "jobs", "clean", "--older-than", "soon")[::2])
+    assert "no job 'zzz'" in assert_one_line_error(*run_cli(capsys, "jobs", "show", "zzz")[::2])
+    assert "duration" in assert_one_line_error(*run_cli(capsys, "jobs", "clean", "--older-than", "soon")[::2])
 
 
 def test_watch_fails_with_the_jobs_error(capsys, jm, home):
@@ -184,14 +171,14 @@ def test_watch_fails_with_the_jobs_error(capsys, jm, home):
     assert run_cli(capsys, "worker", "--once", "--quiet")[0] == 0
     job = store.get(job_id)
     assert job.state == JobState.FAILED and job.attempts == 1  # bad input is never retried
-    line = one_line_error(*run_cli(capsys, "jobs", "watch", job_id, "--quiet")[::2])
+    line = assert_one_line_error(*run_cli(capsys, "jobs", "watch", job_id, "--quiet")[::2])
     assert job_id in line and "failed" in line and "no face found" in line and "coffee.jpg" in line
     assert not hidden_files(home / "outputs")
 
     assert "queued again" in run_cli(capsys, "jobs", "retry", job_id)[1]
     assert store.get(job_id).state == JobState.QUEUED and store.get(job_id).attempts == 0
     assert "cancelled" in run_cli(capsys, "jobs", "cancel", job_id)[1]
-    line = one_line_error(*run_cli(capsys, "jobs", "watch", job_id, "--quiet")[::2])
+    line = assert_one_line_error(*run_cli(capsys, "jobs", "watch", job_id, "--quiet")[::2])
     assert "cancelled" in line and store.claim("w") is None
 
 
@@ -338,7 +325,9 @@ def test_kill9_mid_render_the_job_runs_again_exactly_once(jm, home, tmp_path):
     store = JobStore.at_home(home)
     long_job = submit(store, home, face=str(jm["face"]), audio=str(jm["long"]))
     other = submit(store, home, face=str(jm["face"]), audio=str(jm["short"]))
-    first = start_worker(home, "--quiet", "--lease", "2", "--once", log=tmp_path / "w1.log")
+    # a 4 s lease: short enough for a quick test, long enough that a renewal starved by a
+    # loaded 2-core machine does not pass for a dead worker
+    first = start_worker(home, "--quiet", "--lease", "4", "--once", log=tmp_path / "w1.log")
     try:
         wait_for(lambda: (j := store.get(long_job)).stage == "render" and j.progress > 0.05, 60, "the render")
         partial = wait_for(lambda: hidden_files(home / "outputs"), 5, "the temporary file")
@@ -350,7 +339,7 @@ def test_kill9_mid_render_the_job_runs_again_exactly_once(jm, home, tmp_path):
     assert all(p.exists() for p in partial), "kill -9 leaves the temporary file behind"
     assert store.get(long_job).state == JobState.RUNNING and store.get(other).state == JobState.QUEUED
 
-    second = start_worker(home, "--quiet", "--lease", "2", log=tmp_path / "w2.log")
+    second = start_worker(home, "--quiet", "--lease", "4", log=tmp_path / "w2.log")
     try:
         wait_for(lambda: store.get(long_job).state.final and store.get(other).state.final, 90, "both jobs")
         second.send_signal(signal.SIGTERM)
@@ -373,7 +362,7 @@ def test_a_pool_replaces_a_killed_worker_and_its_job_runs_again(jm, home, tmp_pa
     store = JobStore.at_home(home)
     victim = submit(store, home, face=str(jm["face"]), audio=str(jm["medium"]))
     others = [submit(store, home, face=str(jm["face"]), audio=str(jm["short"])) for _ in range(4)]
-    pool = start_worker(home, "--concurrency", "2", "--lease", "2", log=tmp_path / "pool.log")
+    pool = start_worker(home, "--concurrency", "2", "--lease", "4", log=tmp_path / "pool.log")
     try:
         job = wait_for(lambda: (j := store.get(victim)).stage == "render" and j.progress > 0.05 and j, 60, "the render")
         pid = int(job.worker.split("-")[-2])  # worker-<host>-<pid>-<random>

@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-from facetalk.cli import main
 from facetalk.tts import (
     TextError,
     VoiceError,
@@ -27,24 +26,10 @@ from facetalk.tts.piper import alignment_phones
 from facetalk.tts.registry import engine_name
 from facetalk.tts.script import Pause, Sentence, check_script, split_sentences
 
+from .cli_helpers import assert_one_line_error, run_cli
 from .conftest import decode_video, read_wav, stream_durations
 
 PAUSE_TEXT = "Hello, my name is Anna. [pause 800ms] Mom made a big apple pie."
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert lines[0].startswith("facetalk: error:") and "Traceback" not in err
-    for w in words:
-        assert w.lower() in lines[0].lower(), f"{w!r} not in {lines[0]!r}"
 
 
 # ------------------------------------------------------------------ text
