@@ -279,6 +279,35 @@ def test_two_threads_share_one_table(tmp_path, monkeypatch):
     np.testing.assert_array_equal(results[0], lut.apply(img))
 
 
+def test_a_baked_table_is_kept_on_disk_and_read_back(tmp_path, monkeypatch):
+    """With a cache folder the table is built once per look and machine: a second Lut of the
+    same file reads it back (same numbers), a damaged file is built again, another look
+    gets its own file, and apply() gives the same frames with or without the cache."""
+    cube = write_cube(tmp_path / "rand.cube", RNG.uniform(0, 1, (5, 5, 5, 3)))
+    img = random_image()
+    plain = load_lut(cube).apply(img)
+    bakes: list[str] = []
+    bake = Lut._bake_3d
+    monkeypatch.setattr(Lut, "_bake_3d", lambda self, i: bakes.append(i) or bake(self, i))
+
+    def cached(path: Path) -> Lut:
+        lut = load_lut(path)
+        lut.cache_dir = tmp_path / "cache"
+        return lut
+
+    first, second = cached(cube), cached(cube)
+    np.testing.assert_array_equal(first.apply(img), plain)
+    (stored,) = (tmp_path / "cache").glob("*.npy")
+    np.testing.assert_array_equal(second.apply(img), plain)
+    assert bakes == ["tetrahedral"] and isinstance(second.baked(), np.memmap)
+    stored.write_bytes(stored.read_bytes()[:1000])  # damaged: built again, and rewritten
+    np.testing.assert_array_equal(cached(cube).apply(img), plain)
+    assert bakes == ["tetrahedral"] * 2 and stored.stat().st_size > 1 << 26
+    other = cached(write_cube(tmp_path / "other.cube", RNG.uniform(0, 1, (5, 5, 5, 3))))
+    other.apply(img)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2 and not list((tmp_path / "cache").glob(".*"))
+
+
 def test_pickles_without_its_tables(tmp_path):
     lut = load_lut(write_cube(tmp_path / "swap.cube", np.stack(grid(3)[::-1], axis=-1)))
     img = random_image()

@@ -59,6 +59,27 @@ def cli(click_ctx: click.Context, debug: bool) -> None:
     click_ctx.obj = {"debug": debug}
 
 
+def finish_options() -> list:
+    """Finishing options (facetalk.finish): face detail, colour grade, the visible label."""
+    from .finish.options import DEFAULT_LABEL_OPACITY, DEFAULT_LABEL_SIZE, DEFAULT_LABEL_TEXT, LABEL_CORNERS
+
+    return [
+        click.option("--enhance", is_flag=True, help="Sharpen detail in the mouth (teeth, lips) and, gently, the face; no model needed."),
+        click.option("--enhancer", type=click.Path(dir_okay=False), default=None,
+                     help="A face-restoration model exported to ONNX (GFPGAN, CodeFormer: 512 px aligned face in, same out), run on the face of every frame."),
+        click.option("--lut", type=click.Path(dir_okay=False), default=None, help="Colour grade the video with a .cube 3D (or 1D) LUT."),
+        click.option("--lut-strength", type=float, default=1.0, show_default=True, help="How much of the --lut grade: 0 (none) to 1."),
+        click.option("--label/--no-label", default=True, show_default=True,
+                     help="Show a visible label on the video (the MP4 says it is AI-generated either way)."),
+        click.option("--label-text", default=DEFAULT_LABEL_TEXT, show_default=True, help="Words of the visible label."),
+        click.option("--label-corner", type=click.Choice(LABEL_CORNERS), default="bottom-right", show_default=True),
+        click.option("--label-size", type=float, default=DEFAULT_LABEL_SIZE, show_default=True,
+                     help="Height of the label's text over the frame's height (0.01-0.2)."),
+        click.option("--label-opacity", type=float, default=DEFAULT_LABEL_OPACITY, show_default=True,
+                     help="Opacity of the label (0.05-1)."),
+    ]
+
+
 def render_options(f):
     """Options shared by every command that renders."""
     opts = [
@@ -78,9 +99,11 @@ def render_options(f):
         click.option("--renderer", default=None, help="Renderer plug-in: warp, retrieval (needs --identity) or neural (an identity with an adapter, see `facetalk identity train`) [default: retrieval with --identity, else warp]."),
         click.option("--base", default=None, type=click.Path(file_okay=False), help="--renderer neural: base model folder [default: the one the identity's adapter was trained on]."),
         click.option("--merge", is_flag=True, help="--renderer neural: fuse the adapter into the weights (faster)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="--renderer neural: where the model runs."),
-        click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default="mean", show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where models run: --renderer neural, --enhancer."),
+        click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default="mean", show_default=True,
+                     help="Match the colour of the new mouth to the face around it: by mean, by histogram, or not."),
         click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality (lower is better)."),
+        *finish_options(),
         click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors."),
         click.option("--json-progress", is_flag=True, help="One JSON event per line on stderr."),
     ]
@@ -92,7 +115,8 @@ def render_options(f):
 @cli.command()
 @render_options
 def render(face, identity, identity_face, audio, output, transcript, text, voice, rate, pitch, fps, size, seed, still,
-           face_index, renderer, base, merge, device, color_match, crf, quiet_flag, json_progress):
+           face_index, renderer, base, merge, device, color_match, crf, enhance, enhancer, lut, lut_strength, label,
+           label_text, label_corner, label_size, label_opacity, quiet_flag, json_progress):
     """Render FACE (or a learnt --identity) speaking AUDIO (or --text) into an MP4.
 
     With --text or --text-file the words are spoken by a local text-to-speech voice
@@ -115,7 +139,9 @@ def render(face, identity, identity_face, audio, output, transcript, text, voice
         transcript=read_transcript(transcript), text=text, voice=voice, rate=rate, pitch=pitch, fps=fps,
         size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
         base=str(Path(base).absolute()) if base else None, merge=merge, device=device,
-        color_match=color_match, crf=crf,
+        color_match=color_match, crf=crf, enhance=enhance, enhancer=enhancer, lut=lut, lut_strength=lut_strength,
+        label=label, label_text=label_text, label_corner=label_corner, label_size=label_size,
+        label_opacity=label_opacity,
     )
     ctx, sink = _context(seed, quiet_flag, json_progress)
     try:
@@ -199,6 +225,7 @@ from .jobs.cli import jobs_group, outputs_group, worker_command  # noqa: E402
 from .web.cli import serve_command  # noqa: E402
 from .neural.cli import base_group  # noqa: E402 - also adds `identity train` to the identity group
 from .tts.cli import tts_command, voices_command  # noqa: E402
+from .finish.grade_cli import grade_command  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
@@ -211,6 +238,7 @@ cli.add_command(batch_command)
 cli.add_command(base_group)
 cli.add_command(tts_command)
 cli.add_command(voices_command)
+cli.add_command(grade_command)
 
 
 def _exit_on_sigterm(signum, frame) -> None:

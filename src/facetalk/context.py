@@ -27,6 +27,7 @@ class RunContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("facetalk"))
     seed: int = 0
     warnings: list[str] = field(default_factory=list)
+    job_id: str | None = None  # the job being run, recorded in the output's provenance tags
 
     def report(self, stage: str, fraction: float, message: str = "") -> None:
         """Report progress of a stage and raise Cancelled if the run was cancelled."""

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .composite import paste
 from .context import RunContext
 from .errors import InputError, NoFaceError
@@ -26,6 +25,9 @@ from .face import geometry
 from .face.detect import find_faces, select_face
 from .face.models import FaceModels
 from .face.track import FaceTrack, track_faces, track_image
+from .finish.chain import Finisher
+from .finish.options import DEFAULT_LABEL_OPACITY, DEFAULT_LABEL_SIZE, DEFAULT_LABEL_TEXT, FinishOptions
+from .finish.provenance import provenance_metadata
 from .framing import Framing, plan_framing
 from .media.audio import load_audio
 from .media.encode import VideoWriter, check_output_path
@@ -64,8 +66,18 @@ class RenderRequest:
     base: str | None = None  # renderer "neural": base model folder (None: the one the identity's adapter names)
     merge: bool = False  # renderer "neural": fuse the adapter into the weights (faster)
     device: str = "cpu"  # renderer "neural": "cpu" or "cuda"
-    color_match: str = "mean"
+    color_match: str = "mean"  # colour of the new mouth matched to the face around it: "none", "mean", "histogram"
     crf: int = 18
+    # finishing (facetalk.finish), per frame after the composite, in this order
+    enhance: bool = False  # sharpen mouth and face detail (classical, no model)
+    enhancer: str | None = None  # a face-restoration .onnx model (GFPGAN, CodeFormer) run on the face
+    lut: str | None = None  # a .cube colour grade of the whole frame
+    lut_strength: float = 1.0  # 0 (none) to 1 (the LUT as made)
+    label: bool = True  # the visible "AI-generated" label (False: none, recorded in the metadata)
+    label_text: str = DEFAULT_LABEL_TEXT
+    label_corner: str = "bottom-right"  # bottom-right, bottom-left, top-right, top-left
+    label_size: float = DEFAULT_LABEL_SIZE  # text height over frame height
+    label_opacity: float = DEFAULT_LABEL_OPACITY
     mouth: str = "speech"  # "speech", or a baseline for eval: "energy", "frozen"
 
     def to_dict(self) -> dict:
@@ -151,6 +163,10 @@ def render(
                                                               getattr(registry, "home", None)))
     if request.fps is not None and not 1 <= request.fps <= 120:
         raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
+    finish = finish_options(request)
+    finisher = Finisher(finish)  # LUT and enhancer model loaded (and checked) now
+    for note in finisher.notes:
+        ctx.warn(note)
     is_photo = face_kind == "image"
     info = None if is_photo else probe_video(request.face)
     fps = request.fps or (25.0 if is_photo else info.fps)
@@ -176,17 +192,15 @@ def render(
     t = timer.add("motion", t)
 
     if is_photo:
-        frames, framing, missing = _photo_frames(request, models, renderer, motion, ctx, timer)
+        frames, framing, missing = _photo_frames(request, models, renderer, motion, ctx, timer, finisher)
     else:
         # the identity's own clip was tracked when the identity was learnt
         known = identity.clip_landmarks if identity is not None and request.face == str(identity.clip) else None
-        frames, framing, missing = _video_frames(request, info, models, renderer, motion, ctx, timer, known)
+        frames, framing, missing = _video_frames(request, info, models, renderer, motion, ctx, timer, known,
+                                                finisher)
 
-    metadata = {
-        "comment": f"AI-generated with facetalk {__version__} (renderer {renderer_name}"
-        + (f", identity {identity.ref})" if identity is not None else ")"),
-        "encoder_tool": f"facetalk {__version__}",
-    }
+    metadata = provenance_metadata(renderer=renderer_name, identity=identity.ref if identity is not None else None,
+                                   job_id=ctx.job_id, label=finish.label_description(), finish=finish.describe())
     with VideoWriter(
         output, framing.width, framing.height, fps, audio_path=request.audio, crf=request.crf, metadata=metadata
     ) as writer:
@@ -219,6 +233,14 @@ def render(
     )
 
 
+def finish_options(request: RenderRequest) -> FinishOptions:
+    """The finishing steps a request asks for (facetalk.finish)."""
+    return FinishOptions(lut=request.lut, lut_strength=request.lut_strength, enhance=request.enhance,
+                         enhancer=request.enhancer, device=request.device, label=request.label,
+                         label_text=request.label_text, label_corner=request.label_corner,
+                         label_size=request.label_size, label_opacity=request.label_opacity)
+
+
 def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cache) -> RenderResult:
     """The text path: speak request.text into a temporary WAV (facetalk.tts, sentence by
     sentence, with the engine's phone timings), then render it as any audio. Text, voice
@@ -232,6 +254,7 @@ def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cach
     check_output_path(Path(request.output))
     if request.face:
         classify(request.face, role="--face")
+    finish_options(request).check()
     with tempfile.TemporaryDirectory(prefix="facetalk-tts-") as tmp:
         t = time.perf_counter()
         spoken = speak_to_wav(request.text, request.voice or DEFAULT_VOICE, Path(tmp) / "speech.wav",
@@ -273,7 +296,8 @@ def _load_identity(request: RenderRequest, registry):
     return registry.load(request.identity)
 
 
-def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer):
+def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer,
+                  finisher: Finisher | None = None):
     t = time.perf_counter()
     loaded = load_image(request.face)
     if loaded.note:
@@ -304,14 +328,17 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
         patch = renderer.render(frame, lm, motion.mouth[k], float(motion.blink[k]), k=k)
         t = timer.add("render", t)
         out = paste(frame, patch, request.color_match) if patch is not None else frame
-        timer.add("composite", t)
+        t = timer.add("composite", t)
+        if finisher is not None:  # paste made a new frame; the photo itself is shared
+            out = finisher.apply(out, lm, k, in_place=patch is not None)
+            timer.add("finish", t)
         return out
 
     return ordered_map(make, range(motion.n_frames), workers=RENDER_WORKERS), framing, 0
 
 
 def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer,
-                  known: np.ndarray | None = None):
+                  known: np.ndarray | None = None, finisher: Finisher | None = None):
     """Frames of a video source with the mouth re-rendered. known: (n, 68, 2) landmarks of
     the source's frames, already tracked (NaN rows: no face); None: track them here."""
     t = time.perf_counter()
@@ -330,9 +357,10 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
         ctx.report("face", min(1.0, i / max(1, n_src)), f"frame {i}/{n_src}")
 
     source = (framing.apply(f) for f in islice(iter_frames(request.face), needed))
-    # keep the decoded frames for pass 2 when they fit on disk: no second decode, and
+    # keep the decoded frames for pass 2 (in memory when small, else on disk): no second decode, and
     # ping-pong never decodes backwards through long keyframe intervals
-    cache = FrameCache(framing.width, framing.height) if FrameCache.fits(framing.width, framing.height, n_src) else None
+    cache = (FrameCache(framing.width, framing.height, expected=n_src)
+             if FrameCache.fits(framing.width, framing.height, n_src) else None)
     if cache is not None:
         source = cache.tee(source)
     if known is None:
@@ -378,13 +406,16 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
     def make(item: tuple[int, int, np.ndarray]) -> np.ndarray:  # called from render worker threads
         k, i, frame = item
         ctx.check_cancelled()
-        if not track.present[i]:
-            return frame
+        if not track.present[i]:  # left as filmed, but graded and labelled like the rest
+            return frame if finisher is None else finisher.apply(frame, None, k)
         t = time.perf_counter()
         patch = renderer.render(frame, track.landmarks[i], motion.mouth[k], 0.0, k=k)
         t = timer.add("render", t)
         out = paste(frame, patch, request.color_match) if patch is not None else frame
-        timer.add("composite", t)
+        t = timer.add("composite", t)
+        if finisher is not None:  # a source frame may be shared (the frame cache): changed only when pasted
+            out = finisher.apply(out, track.landmarks[i], k, in_place=patch is not None)
+            timer.add("finish", t)
         return out
 
     return ordered_map(make, sources(), workers=RENDER_WORKERS), framing, missing

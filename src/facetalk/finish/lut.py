@@ -19,6 +19,7 @@ three 256-entry tables applied with cv2.LUT.
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import threading
@@ -32,6 +33,9 @@ from ..errors import InputError
 
 Interpolation = Literal["tetrahedral", "trilinear"]
 INTERPOLATIONS: tuple[str, ...] = ("tetrahedral", "trilinear")
+
+_BAKE_VERSION = 1  # bump when the baked table's layout or arithmetic changes (invalidates caches)
+_CACHE_KEEP = 8  # baked tables (64 MiB each) kept in a cache folder
 
 MAX_3D_SIZE = 65  # the largest grid editors export; 65^3 rows is already 275k lines
 MAX_1D_SIZE = 65536  # Adobe's limit for LUT_1D_SIZE
@@ -97,6 +101,8 @@ class Lut:
         self.path = Path(path) if path is not None else None
         self._baked: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
+        # where built tables are kept between runs (None: rebuilt by every process); see baked()
+        self.cache_dir: Path | None = None
 
     def __getstate__(self) -> dict:
         # Picklable (for worker processes) without the lock or the 64 MiB tables.
@@ -173,8 +179,45 @@ class Lut:
             with self._lock:  # two threads finishing frames must not both build it
                 table = self._baked.get(interpolation)
                 if table is None:
-                    table = self._bake_3d(interpolation)
+                    table = self._cached_bake(interpolation)
                     self._baked[interpolation] = table
+        return table
+
+    def fingerprint(self, interpolation: str) -> str:
+        """sha256 of what a baked table depends on: the grid, the domain, the method."""
+        import hashlib
+
+        h = hashlib.sha256(f"{_BAKE_VERSION}:{self.kind}:{interpolation}:".encode())
+        for a in (self.table, self.domain_min, self.domain_max):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def _cached_bake(self, interpolation: str) -> np.ndarray:
+        """The baked table from cache_dir when an earlier run built it (memory-mapped: a
+        frame reads only the colours it holds), else built and stored there. A colorist
+        uses the same few looks again and again; building one costs a second of CPU per
+        render, reading it back ~nothing. The cache keeps the _CACHE_KEEP newest tables."""
+        if self.cache_dir is None:
+            return self._bake_3d(interpolation)
+        path = Path(self.cache_dir) / f"{self.fingerprint(interpolation)[:32]}.npy"
+        try:
+            table = np.load(path, mmap_mode="r")
+            if table.shape == (1 << 24,) and table.dtype == np.dtype("<u4"):
+                os.utime(path)  # recently used: kept by the clean-up below
+                return table
+        except (OSError, ValueError):
+            pass  # not there yet, or damaged: build it again
+        table = self._bake_3d(interpolation)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.save(f, table)
+            os.replace(tmp, path)  # whole or not at all: another process may be reading
+            for old in sorted(path.parent.glob("*.npy"), key=lambda q: q.stat().st_mtime)[:-_CACHE_KEEP]:
+                old.unlink(missing_ok=True)
+        except OSError:  # only a cache: the table is built either way
+            tmp.unlink(missing_ok=True)
         return table
 
     def _position(self, x: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

@@ -289,7 +289,8 @@ class RayExecutor:
 
         out = check_output_path(prepare_output(self.home, job, ctx))
         request = dict(job.request)
-        files = {role: self.inputs.file(request[role], f"--{role}") for role in ("audio", "face") if request.get(role)}
+        files = {role: self.inputs.file(request[role], f"--{role}") for role in ("audio", "face", "lut", "enhancer")
+                 if request.get(role)}
         identity = self.inputs.identity(request["identity"]) if request.get("identity") else None
         folders = {}
         voice = request.get("voice")
@@ -708,7 +709,7 @@ def render_task(spec: dict):
     cancel = threading.Event()
     collected = _Collect()
     ctx = RunContext(progress=lambda stage, fraction, message: events.put((stage, fraction, message)),
-                     cancel=cancel, log=collected, seed=spec["seed"])  # type: ignore[arg-type]
+                     cancel=cancel, log=collected, seed=spec["seed"], job_id=spec["job"])  # type: ignore[arg-type]
     box: dict = {}
 
     def work() -> None:

@@ -100,7 +100,7 @@ def prepare_request(request, home: Path, validate: bool = True) -> tuple[dict, d
     from ..render.base import available_renderers
 
     d = request.to_dict() if hasattr(request, "to_dict") else dict(request)
-    for key in ("face", "audio", "output", "base"):
+    for key in ("face", "audio", "output", "base", "lut", "enhancer"):
         if d.get(key):
             d[key] = str(Path(d[key]).expanduser().absolute())
     if not d.get("output"):
@@ -140,7 +140,23 @@ def prepare_request(request, home: Path, validate: bool = True) -> tuple[dict, d
             raise InputError(f"unknown renderer {renderer!r}: use one of {', '.join(available_renderers())}")
         if renderer == "retrieval" and not d.get("identity"):
             raise InputError("the retrieval renderer needs an identity: use --identity NAME")
+    _check_finish(d)
     return d, versions
+
+
+def _check_finish(d: dict) -> None:
+    """The finishing options of a stored request: ranges, files there, the LUT parsed (cheap;
+    the enhancer model is loaded when the job runs)."""
+    from ..finish.options import FinishOptions, check_finish_values
+
+    default = FinishOptions()
+    get = lambda key: d.get(key, getattr(default, key))  # noqa: E731 - a request may leave any out
+    check_finish_values(get("lut"), get("lut_strength"), get("enhancer"), get("label_text"), get("label_corner"),
+                        get("label_size"), get("label_opacity"))
+    if get("lut"):
+        from ..finish.lut import load_lut
+
+        load_lut(get("lut"))
 
 
 # -- what a long-lived worker keeps between jobs -----------------------------------------
@@ -192,6 +208,7 @@ class JobCache:
         self._speech: OrderedDict = OrderedDict()
         self._speech_items = speech_items
         self._lock = threading.Lock()
+        self._analysing = threading.Lock()  # held while one render analyses speech (see speech())
         self.speech_analyses = 0  # speech analysed (computed)
         self.speech_reuses = 0  # renders that reused an analysis
         self._pools: dict[tuple[str, str], object] = {}
@@ -239,17 +256,20 @@ class JobCache:
         return h.hexdigest(), transcript or ""
 
     def speech(self, key, compute: Callable[[], object]):
-        with self._lock:
-            if key in self._speech:
-                self._speech.move_to_end(key)
-                self.speech_reuses += 1
-                return self._speech[key]
-        value = compute()
-        with self._lock:
-            self.speech_analyses += 1
-            self._speech[key] = value
-            while len(self._speech) > self._speech_items:
-                self._speech.popitem(last=False)
+        # renders side by side (a batch's lanes) starting on one audio: one analyses it, the
+        # others wait for its result instead of analysing it again
+        with self._analysing:
+            with self._lock:
+                if key in self._speech:
+                    self._speech.move_to_end(key)
+                    self.speech_reuses += 1
+                    return self._speech[key]
+            value = compute()
+            with self._lock:
+                self.speech_analyses += 1
+                self._speech[key] = value
+                while len(self._speech) > self._speech_items:
+                    self._speech.popitem(last=False)
         return value
 
 
@@ -435,7 +455,8 @@ def run_job(store: JobStore, job: Job, worker: str, home: Path, *, lease_s: floa
     jlog = logs.job_logger(home, job.id, parent=ctx.log if ctx is not None else None)
     progress = StoreProgress(store, job.id, worker, jlog, sink=ctx.progress if ctx is not None else None)
     run_ctx = RunContext(progress=progress, cancel=ctx.cancel if ctx is not None else threading.Event(), log=jlog,
-                         seed=int(job.request.get("seed") or 0), warnings=ctx.warnings if ctx is not None else [])
+                         seed=int(job.request.get("seed") or 0), warnings=ctx.warnings if ctx is not None else [],
+                         job_id=job.id)
     jlog.info(f"execution started: attempt {job.attempts}/{job.max_attempts} on {worker} (pid {os.getpid()})")
     service.info(f"job {job.id} ({job.name}) attempt {job.attempts}/{job.max_attempts} started on {worker}")
     t0 = time.monotonic()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 
 from .. import __version__
+from ..finish.options import DEFAULT_LABEL_OPACITY, DEFAULT_LABEL_SIZE, DEFAULT_LABEL_TEXT, MAX_LABEL_CHARS
 from ..jobs.store import FINAL_STATES
 from . import uploads
 from .service import Service
@@ -48,8 +49,19 @@ class RenderOptions(BaseModel):
     still: bool = Field(False, description="No blinks, head sway or breathing on a photo.")
     face_index: int | None = Field(None, ge=0, le=1000, description="Which face when several (0 = the largest).")
     renderer: str | None = Field(None, max_length=40, description="warp, or retrieval (needs identity).")
-    color_match: Literal["none", "mean", "histogram"] = "mean"
+    color_match: Literal["none", "mean", "histogram"] = Field(
+        "mean", description="Match the colour of the new mouth to the face around it: by mean, histogram, or not.")
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better).")
+    enhance: bool = Field(False, description="Sharpen detail in the mouth (teeth, lips) and, gently, the face.")
+    lut: str | None = Field(None, max_length=4096, description="A .cube colour grade: an uploaded file (multipart) or "
+                            "an absolute path on the server.")
+    lut_strength: float = Field(1.0, ge=0, le=1, description="How much of the lut grade: 0 (none) to 1.")
+    label: bool = Field(True, description="Show the visible label (the MP4's tags say it is AI-generated either way).")
+    label_text: str = Field(DEFAULT_LABEL_TEXT, min_length=1, max_length=MAX_LABEL_CHARS,
+                            description="Words of the visible label.")
+    label_corner: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right"
+    label_size: float = Field(DEFAULT_LABEL_SIZE, ge=0.01, le=0.2, description="Text height over frame height.")
+    label_opacity: float = Field(DEFAULT_LABEL_OPACITY, ge=0.05, le=1)
     name: str | None = Field(None, max_length=80, description="Name of the job and its output file.")
     batch: str | None = Field(None, max_length=80, description="Tag the job with a batch name.")
     max_attempts: int = Field(3, ge=1, le=100)
@@ -131,7 +143,7 @@ ERRORS = {404: {"model": Detail}, 409: {"model": Detail}, 422: {"model": Detail}
 def _render_body_schema() -> dict:
     schema = RenderOptions.model_json_schema()
     multipart = json.loads(json.dumps(schema))
-    for k in ("face", "audio"):
+    for k in ("face", "audio", "lut"):
         multipart["properties"][k] = {"anyOf": [{"type": "string", "format": "binary"}, {"type": "string"}],
                                       "description": schema["properties"][k].get("description", "")}
     return {"required": True, "content": {"application/json": {"schema": schema},
@@ -181,7 +193,7 @@ def api_router(service: Service) -> APIRouter:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         form = None
         if ctype == "multipart/form-data":
-            form = await uploads.receive_form(request, config.home, {"face": "face", "audio": "audio"},
+            form = await uploads.receive_form(request, config.home, {"face": "face", "audio": "audio", "lut": "lut"},
                                               config.max_upload_bytes)
             raw: dict = {k: v[-1] for k, v in form.fields.items()}
             files = {k: v[-1] for k, v in form.files.items()}
@@ -341,9 +353,13 @@ def _submit(service: Service, opts: RenderOptions, files: dict[str, Upload], fol
     try:
         face = service.resolve(files.get("face") or opts.face, "face", "face", holder)
         audio = service.resolve(files.get("audio") or opts.audio, "audio", "audio", holder)
+        lut = service.resolve_lut(files.get("lut") or opts.lut)
         options = opts.model_dump(include={"identity", "identity_face", "transcript", "fps", "size", "seed", "still",
-                                           "face_index", "renderer", "color_match", "crf", "text", "voice"})
-        return service.submit(options, face, audio, name=opts.name, batch=opts.batch, max_attempts=opts.max_attempts)
+                                           "face_index", "renderer", "color_match", "crf", "text", "voice", "enhance",
+                                           "lut_strength", "label", "label_text", "label_corner", "label_size",
+                                           "label_opacity"})
+        return service.submit(options, face, audio, name=opts.name, batch=opts.batch, max_attempts=opts.max_attempts,
+                              lut=lut)
     except BaseException:
         uploads.discard(holder[0])
         raise

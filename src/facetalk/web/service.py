@@ -29,7 +29,8 @@ from .uploads import Conflict, NotFound, Upload, WebError
 
 # Render options a client may set, with what the studio shows by default.
 RENDER_OPTIONS = ("identity", "identity_face", "transcript", "fps", "size", "seed", "still", "face_index", "renderer",
-                  "color_match", "crf", "text", "voice")
+                  "color_match", "crf", "text", "voice", "enhance", "lut_strength", "label", "label_text",
+                  "label_corner", "label_size", "label_opacity")
 TTS_MISSING = "text-to-speech comes with a later version: upload a recording of the words"
 ZIP_KEEP_S = 3600.0
 
@@ -122,19 +123,42 @@ class Service:
         uploads.check_media(inp.path, role, inp.display, self.has_face if role == "face" else None)
         return inp
 
+    def resolve_lut(self, value: Upload | str | None) -> Input | None:
+        """A .cube LUT given as an upload or a path on the server, parsed to check it (the
+        message names the file as the user named it)."""
+        from ..finish.lut import load_lut
+
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, Upload):
+            inp = Input(value.path, value.filename, True)
+        elif uploads.is_url(value):
+            raise InputError(f"lut {uploads.display_name(value)}: upload the .cube file, or give an absolute path on "
+                             "the server")
+        else:
+            inp = Input(uploads.server_path(value, "lut"), value.strip(), False)
+        try:
+            load_lut(inp.path)
+        except FacetalkError as e:
+            e.args = (str(e).replace(str(inp.path), inp.display),)
+            raise
+        return inp
+
     def submit(self, options: dict, face: Input | None, audio: Input | None, name: str | None = None,
-               batch: str | None = None, max_attempts: int = 3) -> Job:
-        """Queue a render. options: RENDER_OPTIONS (None or missing: the default)."""
-        d, versions = self.build(options, face, audio)
+               batch: str | None = None, max_attempts: int = 3, lut: Input | None = None) -> Job:
+        """Queue a render. options: RENDER_OPTIONS (None or missing: the default); lut: a
+        colour grade (resolve_lut)."""
+        d, versions = self.build(options, face, audio, lut)
         if not name:
             source = face.display if face is not None else str(options.get("identity", "")).split("@")[0]
             name = Path(source).stem if face is not None else source
         job = self.store.submit(d, name=safe_name(name), batch=safe_name(batch) if batch else None,
                                 max_attempts=max_attempts, versions=versions)
-        self._remember_names(job, [i for i in (face, audio) if i is not None])
+        self._remember_names(job, [i for i in (face, audio, lut) if i is not None])
         return job
 
-    def build(self, options: dict, face: Input | None, audio: Input | None) -> tuple[dict, dict]:
+    def build(self, options: dict, face: Input | None, audio: Input | None,
+              lut: Input | None = None) -> tuple[dict, dict]:
         """The request a job would store, checked (as prepare_request checks), and versions."""
         from ..framing import parse_size
         from ..jobs.runner import prepare_request
@@ -165,6 +189,8 @@ class Service:
         if request.get("face_index") is not None and int(request["face_index"]) < 0:
             raise InputError("face_index must be 0 or more (0 = the largest face)")
         request.update(face=str(face.path) if face else None, audio=str(audio.path) if audio else None, output=None)
+        if lut is not None:
+            request["lut"] = str(lut.path)
         return prepare_request(request, self.home)  # text requests included: it checks text like audio
 
     def _remember_names(self, job: Job, inputs: list[Input]) -> None:
@@ -240,12 +266,12 @@ class Service:
 
     def _release_uploads(self, job: Job) -> None:
         root = uploads.uploads_dir(self.home)
-        folders = {Path(v).parent for k in ("face", "audio") if (v := job.request.get(k))
+        folders = {Path(v).parent for k in ("face", "audio", "lut") if (v := job.request.get(k))
                    and Path(v).parent.parent == root}
         if not folders:
             return
         for other in self.store.list():
-            for k in ("face", "audio"):
+            for k in ("face", "audio", "lut"):
                 v = other.request.get(k)
                 if v and Path(v).parent in folders:
                     folders.discard(Path(v).parent)

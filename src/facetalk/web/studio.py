@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import FacetalkError
+from ..finish.options import DEFAULT_LABEL_TEXT
 from ..jobs.store import FINAL_STATES, JobState
 from . import uploads
 from .service import RENDER_OPTIONS, Service, preview_dir, tts_available, tts_voices
@@ -103,6 +104,18 @@ def build_studio(service: Service):
             refs += [v["ref"] for v in ident["versions"]]
         return refs
 
+    def finishing_from(enhance, lut_strength, label, label_text) -> dict:
+        text = (label_text or "").strip()
+        return {"enhance": bool(enhance), "lut_strength": float(lut_strength if lut_strength is not None else 1.0),
+                "label": bool(label), **({"label_text": text} if text else {})}
+
+    def lut_input(lut_file, folder: list):
+        if not lut_file:
+            return None
+        folder_path = folder[0] = folder[0] or uploads.new_folder(config.home)
+        up = uploads.ingest(Path(lut_file), _file_name(lut_file), "lut", "lut", folder_path, config.max_upload_bytes)
+        return service.resolve_lut(up)
+
     def options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed) -> dict:
         opts = {"identity": identity or None, "identity_face": identity_face or "clip",
                 "transcript": (transcript or "").strip() or None, "renderer": None if renderer in (None, "", "auto") else renderer,
@@ -129,17 +142,19 @@ def build_studio(service: Service):
     # -- Create --------------------------------------------------------------------------------
 
     def submit(face_file, identity, identity_face, audio_file, text, voice, transcript, renderer, size, fps, still,
-               color_match, crf, seed):
+               color_match, crf, seed, enhance, lut_file, lut_strength, label, label_text):
         folder: list = [None]
         try:
             if not face_file and not identity:
                 raise FacetalkError("give a photo or video of the person, or choose an identity")
             face = face_input(face_file, folder)
             audio = speech_input(audio_file, folder)
+            lut = lut_input(lut_file, folder)
             opts = options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed)
+            opts.update(finishing_from(enhance, lut_strength, label, label_text))
             if text and text.strip():
                 opts.update(text=text.strip(), voice=voice or None)
-            job = service.submit(opts, face, audio)
+            job = service.submit(opts, face, audio, lut=lut)
         except FacetalkError as e:
             uploads.discard(folder[0])
             return error_html(str(e)), None, gr.Timer(active=False), "", None, gr.update(visible=False)
@@ -166,7 +181,7 @@ def build_studio(service: Service):
 
     # -- Batch ---------------------------------------------------------------------------------
 
-    def submit_batch(audio_file, identities, faces, batch_name, transcript, renderer, size):
+    def submit_batch(audio_file, identities, faces, batch_name, transcript, renderer, size, color_match, enhance, label):
         folder: list = [None]
         batch = (batch_name or "").strip() or time.strftime("batch-%Y%m%d-%H%M%S")
         try:
@@ -175,7 +190,8 @@ def build_studio(service: Service):
             audio = speech_input(audio_file, folder)
             if audio is None:
                 raise FacetalkError("give the speech: upload an audio file (wav, mp3, m4a, flac, ogg)")
-            opts = options_from(None, "clip", transcript, renderer, size, None, False, "mean", 18, 0)
+            opts = options_from(None, "clip", transcript, renderer, size, None, False, color_match, 18, 0)
+            opts.update(finishing_from(enhance, 1.0, label, None))
             inputs = [face_input(f, folder) for f in faces or []]
             jobs = [service.submit({**opts, "identity": ref}, None, audio, batch=batch) for ref in identities or []]
             jobs += [service.submit(opts, face, audio, batch=batch) for face in inputs]
@@ -389,9 +405,20 @@ def build_studio(service: Service):
                             fps = gr.Number(label="Frames per second", value=None, minimum=0, maximum=120,
                                             info="empty: 25 for a photo, the video's own rate")
                             still = gr.Checkbox(label="Still photo: no blinks, head sway or breathing")
-                            color_match = gr.Radio(["none", "mean", "histogram"], value="mean", label="Colour match")
+                            color_match = gr.Radio(["none", "mean", "histogram"], value="mean", label="Colour match",
+                                                   info="match the new mouth's colour to the face around it")
                             crf = gr.Slider(0, 51, value=18, step=1, label="Video quality (CRF: lower is better, larger)")
                             seed = gr.Number(label="Seed (idle motion)", value=0, precision=0, minimum=0)
+                        with gr.Accordion("Finishing", open=False):
+                            enhance = gr.Checkbox(label="Enhance: sharpen the mouth (teeth, lips) and, gently, the face",
+                                                  elem_id="enhance")
+                            lut_file = gr.File(label="Colour grade: a .cube LUT (optional)", elem_id="lut-file")
+                            lut_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Grade strength",
+                                                     elem_id="lut-strength")
+                            label = gr.Checkbox(value=True, label="Visible label (the file says it is AI-generated "
+                                                                  "either way)", elem_id="label-on")
+                            label_text = gr.Textbox(value=DEFAULT_LABEL_TEXT, label="Label text", max_length=80,
+                                                    elem_id="label-text")
                         render_button = gr.Button("Render", variant="primary", elem_id="render-button")
                         create_status = gr.HTML(elem_id="create-status")
                     with gr.Column():
@@ -413,6 +440,10 @@ def build_studio(service: Service):
                         with gr.Row():
                             batch_renderer = gr.Dropdown(renderers, value="auto", label="Renderer")
                             batch_size = gr.Textbox(label="Size", placeholder="the input's")
+                        with gr.Row():
+                            batch_color = gr.Radio(["none", "mean", "histogram"], value="mean", label="Colour match")
+                            batch_enhance = gr.Checkbox(label="Enhance mouth and face detail")
+                            batch_label = gr.Checkbox(value=True, label="Visible AI-generated label")
                         batch_name = gr.Textbox(label="Batch name", placeholder="batch-<date>-<time>")
                         batch_button = gr.Button("Render all", variant="primary", elem_id="batch-button")
                         with gr.Accordion("…or a manifest", open=False):
@@ -488,14 +519,15 @@ def build_studio(service: Service):
         # -- events ------------------------------------------------------------------------------
         quiet = {"show_progress": "hidden", "concurrency_limit": None}
         render_button.click(submit, [face_file, identity, identity_face, audio_file, text, voice, transcript, renderer,
-                                     size, fps, still, color_match, crf, seed],
+                                     size, fps, still, color_match, crf, seed, enhance, lut_file, lut_strength, label,
+                                     label_text],
                             [create_status, current_job, create_timer, create_progress, result, result_links],
                             concurrency_limit=2)
         create_timer.tick(follow, current_job, [create_timer, create_progress, result, result_links, create_status],
                           **quiet)
 
         batch_button.click(submit_batch, [batch_audio, batch_identities, batch_faces, batch_name, batch_transcript,
-                                          batch_renderer, batch_size],
+                                          batch_renderer, batch_size, batch_color, batch_enhance, batch_label],
                            [batch_status, current_batch, batch_timer, batch_rows], concurrency_limit=2)
         manifest_button.click(submit_manifest, [manifest_file, batch_name],
                               [batch_status, current_batch, batch_timer, batch_rows], concurrency_limit=2)

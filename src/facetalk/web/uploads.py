@@ -36,6 +36,8 @@ _ROLE_EXTENSIONS = {
     "video": (".mp4", ".mov", ".mkv", ".webm"),
     "audio": (".wav", ".mp3", ".m4a", ".flac", ".ogg"),
 }
+# Roles whose files are not media: the extensions each takes (the upload's kind is the role)
+_FILE_ROLES = {"lut": (".cube",)}
 _CONTENT_TYPES = {
     "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "video/mp4": ".mp4",
     "video/quicktime": ".mov", "video/x-matroska": ".mkv", "video/webm": ".webm", "audio/wav": ".wav",
@@ -68,7 +70,7 @@ class Upload:
     path: Path  # on the server, chosen by the server
     filename: str  # as the client named it: for messages only
     size: int
-    kind: MediaKind
+    kind: MediaKind  # or "lut" for a colour grade
 
 
 @dataclass
@@ -122,9 +124,14 @@ def _names(extensions: tuple[str, ...]) -> str:
 
 def check_extension(filename: str, role: str) -> tuple[MediaKind, str]:
     """(kind, lower-case extension) of an upload's name for a role ('face', 'audio',
-    'footage', 'image'); InputError worded as the CLI words it otherwise."""
-    allowed = ROLE_KINDS[role]
+    'footage', 'image', 'lut'); InputError worded as the CLI words it otherwise."""
     ext = Path(display_name(filename)).suffix.lower()
+    if role in _FILE_ROLES:
+        if ext not in _FILE_ROLES[role]:
+            raise InputError(f"unsupported format '{ext or '(none)'}' for --{role}: use "
+                             f"{_names(_FILE_ROLES[role])} ({display_name(filename)})")
+        return role, ext  # type: ignore[return-value]
+    allowed = ROLE_KINDS[role]
     kind = kind_of("x" + ext) if ext else None
     if kind is None or kind not in allowed:
         exts = tuple(e for k in allowed for e in _ROLE_EXTENSIONS[k])
