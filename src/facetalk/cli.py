@@ -226,6 +226,7 @@ from .web.cli import serve_command  # noqa: E402
 from .neural.cli import base_group  # noqa: E402 - also adds `identity train` to the identity group
 from .tts.cli import tts_command, voices_command  # noqa: E402
 from .finish.grade_cli import grade_command  # noqa: E402
+from .swap.cli import swap_command  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
@@ -239,6 +240,7 @@ cli.add_command(base_group)
 cli.add_command(tts_command)
 cli.add_command(voices_command)
 cli.add_command(grade_command)
+cli.add_command(swap_command)
 
 
 def _exit_on_sigterm(signum, frame) -> None:
