@@ -132,10 +132,11 @@ def main() -> int:
             renders = [json.loads((folder / f"{n}.json").read_text())["seconds"] for n in names]
             return sum(walls), walls, renders
 
-        def run_batch(folder: Path, concurrency: int = 1) -> tuple[float, dict]:
+        def run_batch(folder: Path, concurrency: int = 0) -> tuple[float, dict]:  # 0: the batch's default
             t0 = time.perf_counter()
             proc = subprocess.run([*exe, "batch", "--audio", str(audio), "--identities", ",".join(names), "--out",
-                                   str(folder), "--json", "--concurrency", str(concurrency)], env=env,
+                                   str(folder), "--json", *(["--concurrency", str(concurrency)] if concurrency > 1 else [])],
+                                  env=env,
                                   capture_output=True, text=True, check=False)
             wall = time.perf_counter() - t0
             if proc.returncode != 0:

@@ -4,9 +4,9 @@
     facetalk batch --audio lesson.wav --identities a,b,c     one audio, many people
 
 A batch is jobs: every row becomes one job of the job store, tagged with the batch's id,
-then (by default) a worker here runs them keeping one FaceModels and one JobCache for all
-rows, so the models load once, each identity loads once and the speech of one audio is
-analysed once (`--concurrency N`: N worker processes, each keeping its own; `--ray
+then (by default) this process runs them, two rows at a time (Lanes) sharing one JobCache,
+so facetalk starts once, each identity loads once and the speech of one audio is analysed
+once (`--concurrency N`: N worker processes, each keeping its own; `--ray
 ADDRESS`: Ray tasks on a cluster, see facetalk.jobs.ray_executor; `--submit-only`: leave
 them to `facetalk worker`s).
 
@@ -22,10 +22,11 @@ Manifests:
 Keys: name, identity or face, audio or text (spoken by text-to-speech, with voice, rate,
 pitch), and any render option (RenderRequest's fields: size as "1280x720" or a number,
 fps, seed, still, renderer, base, device, color_match, crf, identity_face, face_index,
-...); transcript is a text file, transcript_text the words themselves; cpus and gpus are
-what the job asks of a worker or Ray node (gpus defaults to 1 for device "cuda"). Keys
-may use '-' for '_'. Paths (face, audio, output, transcript, base, a Piper voice .onnx)
-are relative to the manifest's folder.
+and the finishing: enhance, enhancer, lut, lut_strength, label, label_text, label_corner,
+label_size, label_opacity); transcript is a text file, transcript_text the words
+themselves; cpus and gpus are what the job asks of a worker or Ray node (gpus defaults to
+1 for device "cuda"). Keys may use '-' for '_'. Paths (face, audio, output, transcript, base, lut, enhancer, a Piper
+voice .onnx) are relative to the manifest's folder.
 
 Resume: a batch is identified by its manifest (path and sha256 of its content) or by its
 audio (path and sha256) and identities, with the options given on the command line.
@@ -42,6 +43,8 @@ import hashlib
 import io
 import json
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,9 +55,10 @@ from .store import Job, JobError, JobState, JobStore, safe_name
 
 MANIFEST_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 EXTRA_KEYS = ("name", "transcript_text", "cpus", "gpus")  # row keys that are not RenderRequest fields
-PATH_KEYS = ("face", "audio", "output", "transcript", "base")
+PATH_KEYS = ("face", "audio", "output", "transcript", "base", "lut", "enhancer")
 VOICE_FILES = (".onnx", ".onnx.json")  # a voice ending so is a file (Piper), else a voice name
-CHOICES = {"color_match": ("none", "mean", "histogram"), "identity_face": ("clip", "photo")}
+CHOICES = {"color_match": ("none", "mean", "histogram"), "identity_face": ("clip", "photo"),
+           "label_corner": ("bottom-right", "bottom-left", "top-right", "top-left")}
 _TRUE, _FALSE = ("true", "yes", "y", "on", "1"), ("false", "no", "n", "off", "0", "")
 
 
@@ -490,6 +494,79 @@ def format_summary(s: dict) -> str:
 
 # -- running -------------------------------------------------------------------------------
 
+# Rows a batch renders at once here (without --concurrency or --ray). One render keeps ~1.4
+# of two cores busy (its set-up is serial, and its Python steps between the numpy and OpenCV
+# calls hold the GIL), so a second one overlapped with it fills a two-core machine.
+LANES = 2
+
+
+class Lanes:
+    """Workers in child processes forked from this one once facetalk is loaded and the
+    batch's speech analysed: no child imports anything or analyses an audio again (each
+    inherits the JobCache), and each has its own GIL (as threads of one process, two
+    renders spent 12 % more CPU, contending for it). Each child claims the batch's jobs one
+    at a time until none is left, then sends its JobCache.stats() back through a pipe."""
+
+    def __init__(self, make_worker: Callable[[], object], count: int) -> None:
+        self.make_worker, self.count = make_worker, count
+        self.children: list[int] = []
+        self.stats: list[dict] = []
+
+    def _child(self, out: int) -> None:
+        from .worker import stop_on_signals
+
+        code = 1
+        try:
+            worker = self.make_worker()
+            with stop_on_signals(worker.stop):
+                worker.run()
+            os.write(out, json.dumps(worker.cache.stats()).encode())
+            code = 0
+        except BaseException:  # noqa: BLE001 - a crash of this child: its job's lease runs out
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)  # never the parent's clean-up (its store connection, atexit)
+
+    def run(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pipes = []
+        for _ in range(self.count):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                self._child(write)
+            os.close(write)
+            self.children.append(pid)
+            pipes.append(read)
+        try:
+            for pid in self.children:
+                os.waitpid(pid, 0)
+        except BaseException:  # a second Ctrl-C: the children give their jobs back first
+            self.stop()
+            for pid in self.children:
+                os.waitpid(pid, 0)
+            raise
+        finally:
+            for read in pipes:
+                with os.fdopen(read, "rb") as f:
+                    data = f.read()
+                if data:
+                    self.stats.append(json.loads(data))
+
+    def stop(self) -> None:
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 class BatchRun:
     """Runs a submitted batch's jobs here (one worker keeping models and caches, or a pool
     of worker processes) or on a Ray cluster, until every one of them has ended or cannot
@@ -531,7 +608,7 @@ class BatchRun:
         from .worker import Pool, Worker
 
         lease_s = self.lease_s or DEFAULT_LEASE_S
-        models = cache = None
+        cache = None
         while not self.stopping:
             if self.ray_address:
                 from .ray_executor import RayWorker
@@ -546,13 +623,61 @@ class BatchRun:
                                      quiet=self.quiet, batch=self.batch.id, on_event=self.on_event)
                 self._current.run()
             else:
-                self._current = Worker(self.home, lease_s=lease_s, poll_s=self.poll_s, once=True, batch=self.batch.id,
-                                       on_event=self.on_event, models=models, cache=cache)
-                self._current.run()
-                models, cache = self._current.models, self._current.cache
-                self.shared = cache.stats() if cache is not None else None
+                if cache is None:
+                    from .runner import JobCache
+
+                    cache = JobCache(self.home)
+                    self._analyse_speech(store, cache)
+                before = cache.stats()
+
+                def make_worker(cache=cache):
+                    return Worker(self.home, lease_s=lease_s, poll_s=self.poll_s, once=True, batch=self.batch.id,
+                                  on_event=self.on_event, cache=cache)
+
+                lanes = self._lanes(store)
+                if lanes > 1:
+                    self._current = Lanes(make_worker, lanes)
+                    self._current.run()
+                    stats = [before] + [{k: v - before.get(k, 0) for k, v in st.items()} for st in self._current.stats]
+                else:
+                    self._current = make_worker()
+                    self._current.run()
+                    stats = [cache.stats()]
+                self.shared = {k: sum(st.get(k, 0) for st in stats) for k in before}
             if self.stopping or not self._wait_for_others(store):
                 break
+
+    def _analyse_speech(self, store: JobStore, cache) -> None:
+        """Analyse the speech of the batch's audios into cache now, once each, so the rows
+        (and the Lanes forked after this) all find it there. A file that cannot be
+        analysed is left to its row, which fails with the reason."""
+        from ..context import RunContext
+        from ..media.audio import load_audio
+        from ..speech.analyse import analyse_speech
+
+        seen = set()
+        for job_id in self.batch.job_ids():
+            request = store.get(job_id).request
+            if request.get("text") is not None or not request.get("audio"):
+                continue  # spoken by text-to-speech when it runs
+            audio, transcript = request["audio"], request.get("transcript")
+            try:
+                key = cache.speech_key(audio, transcript)
+                if key not in seen:
+                    seen.add(key)
+                    cache.speech(key, lambda: analyse_speech(load_audio(audio), transcript, RunContext()))
+            except (FacetalkError, OSError):
+                pass
+
+    def _lanes(self, store: JobStore) -> int:
+        """Rows rendered at once in this process: LANES, fewer for fewer rows or cores; one
+        with --concurrency 1, or when a row uses the neural renderer (its base model is
+        shared by the batch's rows and switched to each row's identity in turn)."""
+        ids = self.batch.job_ids()
+        if self.concurrency == 1 or not hasattr(os, "fork") or any(
+                store.get(j).request.get("renderer") == "neural" for j in ids):
+            return 1
+        return max(1, min(LANES, os.cpu_count() or 1, len(ids)))
 
     def _wait_for_others(self, store: JobStore) -> bool:
         """Wait while jobs of the batch run elsewhere; True when one came back to the queue

@@ -19,8 +19,9 @@ from ..errors import InputError
               help="Folder for the videos, each <name>.mp4 (made if missing) [default: <home>/outputs/<date>/<job-id>-<name>.mp4].")
 @click.option("--resume", is_flag=True, help="Skip rows already done (their job succeeded and the output exists); run the rest.")
 @click.option("-j", "--concurrency", type=click.IntRange(1, 64), default=None,
-              help="Renders at once: worker processes here [default: 1, one process sharing models and caches "
-                   "across rows], or Ray tasks with --ray [default: the cluster's CPUs / 2].")
+              help="Renders at once: worker processes here [default: two rows at a time in this one process, "
+                   "sharing identities and speech across rows; 1: one at a time], or Ray tasks with --ray "
+                   "[default: the cluster's CPUs / 2].")
 @click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
               help="Run the rows as tasks on the Ray cluster at ADDRESS (host:port of its head) instead of here.")
 @click.option("--submit-only", is_flag=True, help="Only queue the rows (for 'facetalk worker'); print the batch id.")
@@ -38,13 +39,22 @@ from ..errors import InputError
 @click.option("--color-match", type=click.Choice(["none", "mean", "histogram"]), default=None, help="Colour match (rows without their own).")
 @click.option("--crf", type=click.IntRange(0, 51), default=None, help="H.264 quality (rows without their own).")
 @click.option("--identity-face", type=click.Choice(["clip", "photo"]), default=None, help="Face source of an identity (rows without their own).")
+@click.option("--enhance", is_flag=True, default=None, help="Sharpen mouth and face detail (rows without their own).")
+@click.option("--enhancer", type=click.Path(dir_okay=False), default=None,
+              help="Face-restoration ONNX model (GFPGAN, CodeFormer) for the face (rows without their own).")
+@click.option("--lut", type=click.Path(dir_okay=False), default=None, help="A .cube colour grade (rows without their own).")
+@click.option("--lut-strength", type=float, default=None, help="How much of the --lut grade, 0-1 (rows without their own).")
+@click.option("--label/--no-label", default=None, help="The visible AI-generated label [default: on] (rows without their own).")
+@click.option("--label-text", default=None, help="Words of the visible label (rows without their own).")
+@click.option("--label-corner", type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left"]), default=None,
+              help="Corner of the label (rows without their own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "quiet_flag", is_flag=True, help="No progress lines; only the summary.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Facetalk home holding jobs.db, outputs/ and identities/ [default: $FACETALK_HOME, else the user data folder].")
 def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray_address, submit_only, max_attempts,
-                  cpus, gpus, transcript, fps, size, seed, still, renderer, color_match, crf, identity_face, as_json,
-                  quiet_flag, home):
+                  cpus, gpus, transcript, fps, size, seed, still, renderer, color_match, crf, identity_face, enhance,
+                  enhancer, lut, lut_strength, label, label_text, label_corner, as_json, quiet_flag, home):
     """Render many videos: one per row of MANIFEST, or --audio for each of --identities.
 
     \b
@@ -55,8 +65,9 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
     list of objects, or {"rows": [...]}) or .csv (a header row; empty cells are not
     given). Each row: name, identity or face, audio or text (with voice, rate, pitch), and
     any render option (size, fps, seed, still, renderer, base, device, color_match, crf,
-    identity_face, face_index; transcript as a file, transcript_text as the words; cpus,
-    gpus). Paths are relative to the manifest's folder. Options given here apply to every
+    identity_face, face_index, enhance, enhancer, lut, lut_strength, label, label_text,
+    label_corner, label_size, label_opacity; transcript as a file, transcript_text as the
+    words; cpus, gpus). Paths are relative to the manifest's folder. Options given here apply to every
     row that does not set its own.
 
     Every row is a job in the job store, tagged with the batch's id (see 'facetalk jobs
@@ -80,7 +91,12 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
     home_path = Path(home).expanduser() if home else facetalk_home()
     defaults = {k: v for k, v in {"fps": fps, "size": size, "seed": seed, "still": still or None, "renderer": renderer,
                                   "color_match": color_match, "crf": crf, "identity_face": identity_face, "cpus": cpus,
-                                  "gpus": gpus}.items() if v is not None}
+                                  "gpus": gpus, "enhance": enhance or None, "lut_strength": lut_strength,
+                                  "label": label, "label_text": label_text, "label_corner": label_corner}.items()
+                if v is not None}
+    for key, path in (("lut", lut), ("enhancer", enhancer)):  # relative to here, not to a manifest
+        if path:
+            defaults[key] = str(Path(path).expanduser().absolute())
     if transcript:
         defaults["transcript"] = str(Path(transcript).expanduser().absolute())
     out_path = None

@@ -415,8 +415,10 @@ def _principal(x: np.ndarray, k: int) -> np.ndarray:
     if x.shape[1] <= k:
         return x.astype(np.float64)
     c = x.astype(np.float64) - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(c, full_matrices=False)
-    return c @ vt[:k].T
+    # the leading eigenvectors of the (d, d) scatter matrix are the leading right singular
+    # vectors of c; LAPACK's SVD of c took 0.1-2.4 s on two busy cores, this 0.03-0.17 s
+    _, vecs = np.linalg.eigh(c.T @ c)  # eigenvalues ascending
+    return c @ vecs[:, : -k - 1 : -1]
 
 
 def _thumbnails(bank: MouthBank, anchor: np.ndarray, weight: float) -> np.ndarray:
