@@ -22,27 +22,13 @@ from facetalk.media.encode import VideoWriter
 from facetalk.media.image import load_image
 from facetalk.media.video import iter_frames, probe_video
 
+from .cli_helpers import assert_one_line_error, run_cli
 from .conftest import decode_video, stream_durations
 from .finish_fixtures import write_onnx
 
 CLIP_FRAMES = 30
 LATE_FRAMES, LATE_START = 45, 5  # a clip whose second face appears on frame 5
 BLACK = range(12, 17)  # frames of the spliced clip replaced by black
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert lines[0].startswith("facetalk: error:")
-    for w in words:
-        assert w.lower() in lines[0].lower(), f"{w!r} not in {lines[0]!r}"
 
 
 def _embed(models, rgb: np.ndarray, box=None) -> np.ndarray | None:

@@ -8,12 +8,10 @@ length of the audio.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,12 @@ from .face.detect import find_faces, select_face
 from .face.models import FaceModels
 from .face.track import FaceTrack, track_faces, track_image
 from .finish.chain import Finisher
-from .finish.options import DEFAULT_LABEL_OPACITY, DEFAULT_LABEL_SIZE, DEFAULT_LABEL_TEXT, FinishOptions
+from .finish.options import (
+    DEFAULT_LABEL_OPACITY,
+    DEFAULT_LABEL_SIZE,
+    DEFAULT_LABEL_TEXT,
+    FinishOptions,
+)
 from .finish.provenance import provenance_metadata
 from .framing import Framing, plan_framing
 from .media.audio import load_audio
@@ -34,12 +37,13 @@ from .media.encode import VideoWriter, check_output_path
 from .media.formats import classify
 from .media.frame_cache import FrameCache
 from .media.image import load_image
-from .prefetch import ordered_map, prefetch
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
 from .motion.build import build_motion
+from .prefetch import ordered_map, prefetch
 from .render.base import Renderer, get_renderer
 from .render.headpose import HeadMotion
 from .speech.analyse import analyse_speech
+from .timing import StageTimer
 from .types import Motion, Speech
 
 
@@ -110,21 +114,6 @@ class RenderResult:
 RENDER_WORKERS = 2
 
 
-class _Timer:
-    """Accumulates time per stage, from any thread (render workers add to it at once).
-
-    With frames rendered on two threads the stage figures are thread-seconds: they can
-    add up to more than the wall time of the run."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        with self._lock:
-            self.seconds[stage] += now - since
-        return now
 
 
 def render(
@@ -143,7 +132,7 @@ def render(
     if request.text is not None and speech is None:
         return _render_text(request, ctx, models, registry, cache)
     models = models or FaceModels()
-    timer = _Timer()
+    timer = StageTimer()
     t = time.perf_counter()
 
     # 1. check inputs and output before any heavy work
@@ -296,7 +285,7 @@ def _load_identity(request: RenderRequest, registry):
     return registry.load(request.identity)
 
 
-def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer,
+def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: StageTimer,
                   finisher: Finisher | None = None):
     t = time.perf_counter()
     loaded = load_image(request.face)
@@ -337,7 +326,7 @@ def _photo_frames(request, models, renderer: Renderer, motion: Motion, ctx: RunC
     return ordered_map(make, range(motion.n_frames), workers=RENDER_WORKERS), framing, 0
 
 
-def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: _Timer,
+def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx: RunContext, timer: StageTimer,
                   known: np.ndarray | None = None, finisher: Finisher | None = None):
     """Frames of a video source with the mouth re-rendered. known: (n, 68, 2) landmarks of
     the source's frames, already tracked (NaN rows: no face); None: track them here."""
@@ -378,7 +367,7 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
         frame_at = cache.get
     else:
         reader = FrameReader(request.face)
-        frame_at = lambda i: framing.apply(reader.get(i))  # noqa: E731
+        frame_at = lambda i: framing.apply(reader.get(i))
     ref = _reference_index(track)
     teeth = [(frame_at(i), track.landmarks[i]) for i in _open_mouth_indices(track)]
     renderer.prepare(frame_at(ref), track.landmarks[ref], teeth)
@@ -460,4 +449,4 @@ def speech_only(audio_path: str, transcript: str | None, ctx: RunContext | None 
     return analyse_speech(load_audio(audio_path), transcript, ctx)
 
 
-__all__ = ["RenderRequest", "RenderResult", "render", "speech_only", "Framing"]
+__all__ = ["Framing", "RenderRequest", "RenderResult", "render", "speech_only"]

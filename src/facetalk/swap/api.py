@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from ..media.formats import classify, error_reason
 from ..media.image import load_image
 from ..media.video import iter_frames, probe_video
 from ..prefetch import ordered_map, prefetch
+from ..timing import StageTimer
 from . import mesh
 from .choices import BLEND_MODES, COLOR_MODES
 from .colour import StableColour, face_stats, transfer_lut
@@ -106,18 +105,6 @@ class SwapResult:
         return d
 
 
-class _Timer:
-    """Seconds per stage, added from any thread (thread-seconds: may exceed the wall time)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        with self._lock:
-            self.seconds[stage] += now - since
-        return now
 
 
 def _check_request(request: SwapRequest) -> tuple[str, str | int]:
@@ -227,7 +214,7 @@ def swap(request: SwapRequest, ctx: RunContext | None = None, models: FaceModels
     looked up (None: the facetalk home's)."""
     ctx = ctx or RunContext()
     models = models or FaceModels()
-    timer = _Timer()
+    timer = StageTimer()
     t = time.perf_counter()
     kind, mode = _check_request(request)
     ctx.report("source", 0.0, "finding the source face")
