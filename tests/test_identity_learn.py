@@ -205,7 +205,9 @@ def test_warp_renderer_and_photo_source_on_an_identity(built, speech, tmp_path):
     import av
 
     with av.open(str(out)) as c:
-        assert "renderer warp, identity anchor@v1" in c.metadata.get("comment", "")
+        tags = c.metadata
+    assert (tags["renderer"], tags["identity"], tags["ai_generated"]) == ("warp", "anchor@v1", "true")
+    assert "renderer warp; identity anchor@v1" in tags["comment"]
 
 
 def test_unknown_identity_is_one_line(home, speech, tmp_path, capsys):
