@@ -304,3 +304,45 @@ def test_batch_manifest_and_identities(browser, server, media):
     assert "holiday.mp4" in page.inner_text("#tasks-table")
     _shot(page, "11-identities")
     page.close()
+
+
+def test_finishing_controls_reach_the_video(browser, server, media):
+    """The Create tab's Finishing section: a .cube upload (red and blue swapped), enhance and
+    the label's text end up in the rendered MP4's provenance tags and in its pixels."""
+    import av
+    import numpy as np
+
+    from .conftest import decode_video
+    from .finish_fixtures import write_cube
+
+    cube = write_cube(media["dir"] / "swap.cube")
+    page = _open_studio(browser, server.url)
+    page.locator("#face-file input[type=file]").set_input_files(str(media["photo"]))
+    page.locator("#audio-file input[type=file]").set_input_files(str(media["audio"]))
+    page.get_by_text("Finishing").click()
+    page.locator("#lut-file input[type=file]").set_input_files(str(cube))
+    _wait_uploaded(page, "#face-file", media["photo"])
+    _wait_uploaded(page, "#audio-file", media["audio"])
+    _wait_uploaded(page, "#lut-file", cube)
+    page.locator("#enhance input[type=checkbox]").check()
+    page.get_by_label("Label text").fill("Synthetic presenter")
+    _shot(page, "05-finishing")
+    page.locator("#render-button").click()
+    page.wait_for_selector("#create-progress [data-state=succeeded]", timeout=180_000)
+    _shot(page, "06-finished")
+
+    (video,) = [p for p in (server.home / "outputs").rglob("*.mp4")
+                if json.loads(p.with_suffix(".json").read_text())["request"].get("lut")]
+    with av.open(str(video)) as c:
+        tags = dict(c.metadata)
+    assert tags["ai_generated"] == "true" and "Synthetic presenter" in tags["label"], tags
+    assert "lut " in tags["finish"] and "enhance" in tags["finish"], tags
+    # the grade reached the pixels: the frame's mean colour is the photo's with red and blue swapped
+    from PIL import Image
+
+    frames, _ = decode_video(video)
+    photo = np.asarray(Image.open(media["photo"]).convert("RGB"), dtype=np.float64)
+    assert frames[0].shape == photo.shape
+    graded, original = frames[0].reshape(-1, 3).mean(0), photo.reshape(-1, 3).mean(0)
+    assert np.allclose(graded, original[[2, 1, 0]], atol=4), (graded, original)
+    assert not np.allclose(graded, original, atol=4)  # a swap that shows (the photo is not grey)
