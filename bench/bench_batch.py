@@ -28,12 +28,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from itertools import islice
 from pathlib import Path
 
-import numpy as np
-
-from facetalk.eval.bench import MEDIA, machine, make_speech
+from facetalk.eval.bench import MEDIA, cut_clip, machine, make_speech
 
 TARGET = 1.5
 CLIPS = {  # four different people; the cut is at most --footage seconds of each
@@ -43,18 +40,6 @@ CLIPS = {  # four different people; the cut is at most --footage seconds of each
     "mansuit": "man-suit-6s.mp4",
 }
 
-
-def cut(src: Path, dst: Path, seconds: float) -> Path:
-    from facetalk.media.encode import VideoWriter
-    from facetalk.media.video import iter_frames, probe_video
-
-    fps = probe_video(src).fps
-    frames = list(islice(iter_frames(src), round(seconds * fps)))
-    h, w = frames[0].shape[0] // 2 * 2, frames[0].shape[1] // 2 * 2
-    with VideoWriter(dst, w, h, fps, audio_path=src, crf=14) as writer:
-        for rgb in frames:
-            writer.write(np.ascontiguousarray(rgb[:h, :w]))
-    return dst
 
 
 def build_identities(home: Path, tmp: Path, footage_s: float) -> dict:
@@ -66,7 +51,7 @@ def build_identities(home: Path, tmp: Path, footage_s: float) -> dict:
     built = {}
     for name, clip in CLIPS.items():
         t0 = time.perf_counter()
-        footage = cut(MEDIA / "talking" / clip, tmp / f"{name}.mp4", footage_s)
+        footage = cut_clip(MEDIA / "talking" / clip, tmp / f"{name}.mp4", footage_s, crf=14)
         info = probe_video(footage)
         seconds = round(info.n_frames / info.fps, 2)  # a clip shorter than footage_s gives all it has
         result = create_identity(registry, name, [str(footage)], consent="benchmark footage")

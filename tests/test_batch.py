@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,9 @@ from PIL import Image
 
 from facetalk.cli import main
 from facetalk.errors import InputError
+from facetalk.eval.bench import cut_clip
 from facetalk.jobs.batch import read_manifest, row_request, valid_keys
 from facetalk.jobs.store import JobState, JobStore
-from facetalk.media.encode import VideoWriter
-from facetalk.media.video import iter_frames, probe_video
 
 from .conftest import decode_video, espeak, read_wav
 
@@ -42,16 +40,6 @@ def home(tmp_path_factory, monkeypatch_module) -> Path:
     monkeypatch_module.setenv("FACETALK_HOME", str(h))
     return h
 
-
-def _cut(src: Path, dst: Path, seconds: float) -> Path:
-    """The first seconds of a talking clip, with its soundtrack."""
-    fps = probe_video(src).fps
-    frames = list(islice(iter_frames(src), round(seconds * fps)))
-    h, w = frames[0].shape[0] // 2 * 2, frames[0].shape[1] // 2 * 2
-    with VideoWriter(dst, w, h, fps, audio_path=src, crf=14) as writer:
-        for rgb in frames:
-            writer.write(np.ascontiguousarray(rgb[:h, :w]))
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +59,7 @@ def identities(media, home, tmp_path_factory) -> list[str]:
     """Two people, learnt through `facetalk identity create` from 4 s of two clips."""
     d = tmp_path_factory.mktemp("footage")
     for name, clip in (("congressman", "congressman-60s-256px.mp4"), ("anchor", "news-anchor-de-20s.mp4")):
-        footage = _cut(media / "talking" / clip, d / f"{name}.mp4", 4.0)
+        footage = cut_clip(media / "talking" / clip, d / f"{name}.mp4", 4.0, crf=14)
         assert main(["identity", "create", name, "--footage", str(footage), "--consent", "test footage", "--quiet"]) == 0
     return ["congressman", "anchor"]
 

@@ -8,7 +8,6 @@ judged on what they hold and on re-detected landmarks of what they render.
 from __future__ import annotations
 
 import json
-from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -17,29 +16,16 @@ import pytest
 
 from facetalk.cli import main
 from facetalk.eval import metrics
+from facetalk.eval.bench import cut_clip
 from facetalk.face.embed import face_embedding
 from facetalk.face.track import track_faces
 from facetalk.identity.bank import load_bank
 from facetalk.identity.learn import LearnSettings, _turned
-from facetalk.media.encode import VideoWriter
 from facetalk.media.video import iter_frames, probe_video
 from facetalk.motion.shapes import target_table
 from facetalk.types import Shape
 
 from .conftest import espeak, read_wav, write_wav
-
-
-def _cut(src: Path, dst: Path, seconds: float, edit=None) -> Path:
-    """The first seconds of a clip with its soundtrack; edit(k, rgb) may alter frames."""
-    fps = probe_video(src).fps
-    frames = islice(iter_frames(src), int(round(seconds * fps)))
-    first = next(frames)
-    h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
-    with VideoWriter(dst, w, h, fps, audio_path=src, crf=12) as writer:
-        for k, rgb in enumerate([first, *frames]):
-            rgb = np.ascontiguousarray(rgb[:h, :w])
-            writer.write(edit(k, rgb) if edit else rgb)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +47,8 @@ def footage(media, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("footage")
     talking = media / "talking"
     return {
-        "congressman": _cut(talking / "congressman-60s-256px.mp4", d / "congressman.mp4", 14.0),
-        "anchor": _cut(talking / "news-anchor-de-20s.mp4", d / "anchor.mp4", 10.0),
+        "congressman": cut_clip(talking / "congressman-60s-256px.mp4", d / "congressman.mp4", 14.0),
+        "anchor": cut_clip(talking / "news-anchor-de-20s.mp4", d / "anchor.mp4", 10.0),
     }
 
 
@@ -132,7 +118,7 @@ def test_bad_frames_are_skipped_and_counted(home, media, tmp_path):
             return out
         return rgb
 
-    clip = _cut(media / "talking" / "congressman-60s-256px.mp4", tmp_path / "edited.mp4", 8.0, edit)
+    clip = cut_clip(media / "talking" / "congressman-60s-256px.mp4", tmp_path / "edited.mp4", 8.0, edit)
     assert main(["identity", "create", "edited", "--footage", str(clip), "--quiet"]) == 0
     path = home / "identities" / "edited" / "v1"
     skipped = json.loads((path / "identity.json").read_text())["frames"]["skipped"]
@@ -140,7 +126,7 @@ def test_bad_frames_are_skipped_and_counted(home, media, tmp_path):
     assert skipped["blur"] >= 10
     assert skipped["occluded"] >= 12  # the card: its colour is far from the lower face's
     used = set(load_bank(path / "mouth_bank.safetensors").source[:, 1].tolist())
-    assert not used & set(range(0, 15)) and not used & set(range(62, 73)) and not used & set(range(122, 133))
+    assert not used & set(range(15)) and not used & set(range(62, 73)) and not used & set(range(122, 133))
 
 
 def test_turned_head_is_detected():

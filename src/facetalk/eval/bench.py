@@ -45,7 +45,7 @@ def check_device(device: str) -> None:
     if device != "cuda":
         return
     try:
-        import torch  # noqa: F401 - only to see whether a GPU stack exists
+        import torch
     except ImportError:
         raise FacetalkError("--device cuda: PyTorch is not installed and no stage uses a GPU yet; use --device cpu") from None
     if not torch.cuda.is_available():
@@ -126,6 +126,25 @@ def make_video(path: Path, size: tuple[int, int] = SOURCE_SIZE) -> Path:
             dx = int(round(6 * np.sin(2 * np.pi * k / 50)))
             writer.write(np.ascontiguousarray(np.roll(photo, dx, axis=1)))
     return path
+
+
+def cut_clip(src: Path, dst: Path, seconds: float, edit=None, crf: int = 12) -> Path:
+    """The first `seconds` of a clip with its soundtrack, cropped to even sides (yuv420p);
+    edit(k, rgb) may alter frames. Streams: nothing but one frame is held."""
+    from itertools import islice
+
+    from ..media.encode import VideoWriter
+    from ..media.video import iter_frames, probe_video
+
+    fps = probe_video(src).fps
+    frames = islice(iter_frames(src), int(round(seconds * fps)))
+    first = next(frames)
+    h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
+    with VideoWriter(dst, w, h, fps, audio_path=src, crf=crf) as writer:
+        for k, rgb in enumerate([first, *frames]):
+            rgb = np.ascontiguousarray(rgb[:h, :w])
+            writer.write(edit(k, rgb) if edit else rgb)
+    return dst
 
 
 def make_footage(path: Path, seconds: float, size: tuple[int, int] = (1280, 720)) -> Path:
