@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .atomic import replacing
 from .context import RunContext
 from .errors import FacetalkError
 from .framing import parse_size
@@ -209,12 +210,10 @@ def demo(output, text, quiet_flag, json_progress):
 def _write_atomic(path: Path, text: str) -> None:
     if not path.parent.is_dir():
         raise FacetalkError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise FacetalkError(f"cannot write {path}: {e.strerror}") from None
 
 

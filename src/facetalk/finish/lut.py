@@ -29,6 +29,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from ..atomic import replacing
 from ..errors import InputError
 
 Interpolation = Literal["tetrahedral", "trilinear"]
@@ -228,16 +229,14 @@ class Lut:
         except (OSError, ValueError):
             pass  # not there yet, or damaged: build it again
         table = self._bake_3d(interpolation)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with replacing(path) as tmp, open(tmp, "wb") as f:  # whole or not at all: another process may read it
                 np.save(f, table)
-            os.replace(tmp, path)  # whole or not at all: another process may be reading
             for old in sorted(path.parent.glob("*.npy"), key=lambda q: q.stat().st_mtime)[:-_CACHE_KEEP]:
                 old.unlink(missing_ok=True)
         except OSError:  # only a cache: the table is built either way
-            tmp.unlink(missing_ok=True)
+            pass
         return table
 
     def _position(self, x: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

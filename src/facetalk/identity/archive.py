@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import zipfile
 import zlib
 from pathlib import Path
 
+from ..atomic import replacing
 from ..errors import IdentityError, InputError, OutputError
 from .model import DATA_FILES, MANIFEST, OPTIONAL_FILES
 from .registry import (
@@ -46,20 +46,17 @@ def export_identity(reg: Registry, ref: str, out_zip: Path, force: bool = False)
     reg.verify(format_ref(name, version))  # never hand a broken version to another machine
     out = _check_output(Path(out_zip), force)
     folder = reg.path(name, version)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
     try:
-        with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as z:
-            for member in (*MEMBERS, *(f for f in OPTIONAL_FILES if (folder / f).is_file())):
-                z.write(folder / member, f"{name}/v{version}/{member}")
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        if not force and out.exists():
-            raise OutputError(f"{out} already exists: choose another name or pass --force to overwrite it")
-        os.replace(tmp, out)
+        with replacing(out) as tmp:
+            with zipfile.ZipFile(tmp, "x", compression=zipfile.ZIP_DEFLATED) as z:
+                for member in (*MEMBERS, *(f for f in OPTIONAL_FILES if (folder / f).is_file())):
+                    z.write(folder / member, f"{name}/v{version}/{member}")
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+            if not force and out.exists():
+                raise OutputError(f"{out} already exists: choose another name or pass --force to overwrite it")
     except OSError as e:
         raise OutputError(f"cannot write {out} ({_reason(e)}): free some disk space or choose another folder") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

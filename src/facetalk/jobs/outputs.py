@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import secrets
 import time
 import zipfile
 from pathlib import Path
 
+from ..atomic import replacing
 from ..errors import FacetalkError, OutputError
 from ..media.formats import error_reason
 
@@ -82,17 +81,11 @@ def write_sidecar(video: Path, data: dict) -> Path | None:
     path = sidecar_path(video)
     if path.exists() and not is_our_sidecar(path):
         return None
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     try:
-        with open(tmp, "x", encoding="utf-8") as f:
+        with replacing(path) as tmp, open(tmp, "x", encoding="utf-8") as f:
             json.dump({"kind": SIDECAR_KIND, **data}, f, indent=2, default=str)
             f.write("\n")
-        os.replace(tmp, path)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise OutputError(f"cannot write {path}: {error_reason(e)} (choose another output folder)") from None
     return path
 
@@ -146,21 +139,12 @@ def zip_outputs(home: Path, since: dt.date, until: dt.date | None, output: Path,
     if not files:
         span = f"from {since}" + (f" to {until}" if until else " on")
         raise FacetalkError(f"no outputs {span} in {outputs_dir(home)}")
-    tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.part")
     root = outputs_dir(home)
     try:
-        with zipfile.ZipFile(tmp, "x", allowZip64=True) as z:
+        with replacing(output) as tmp, zipfile.ZipFile(tmp, "x", allowZip64=True) as z:
             for p in files:
                 method = zipfile.ZIP_STORED if p.suffix.lower() == ".mp4" else zipfile.ZIP_DEFLATED  # H.264 does not shrink
                 z.write(p, p.relative_to(root).as_posix(), compress_type=method)
-        os.replace(tmp, output)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise OutputError(f"cannot write {output}: {error_reason(e)}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return output, len(files)

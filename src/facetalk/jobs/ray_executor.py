@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import replacing
 from ..context import RunContext
 from ..errors import Cancelled, FacetalkError, InputError
 from . import logs
@@ -599,9 +600,8 @@ def _materialise(root: Path, entry: dict) -> Path:
     if not path.is_file():
         data = ray.get(entry["ref"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_bytes(data)
     return path
 
 
@@ -611,16 +611,22 @@ def _materialise_folder(parent: Path, entry: dict) -> Path:
 
     folder = parent / f"{entry['name']}-{entry['sha256'][:12]}"
     if not folder.is_dir():
-        files = ray.get(entry["ref"])
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-        for fname, data in files.items():
-            (staging / fname).write_bytes(data)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process of this node made it first
-            shutil.rmtree(staging, ignore_errors=True)
+        _install_folder(folder, ray.get(entry["ref"]))
     return folder
+
+
+def _install_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Write files into folder as a whole: staged beside it and renamed into place, so a
+    half-written folder is never seen; if another process of this node made it first, its
+    copy stays."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    for fname, data in files.items():
+        (staging / fname).write_bytes(data)
+    try:
+        os.rename(staging, folder)
+    except OSError:  # another process of this node made it first
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _materialise_identity(home: Path, entry: dict) -> str:
@@ -631,15 +637,7 @@ def _materialise_identity(home: Path, entry: dict) -> str:
 
     folder = home / "identities" / entry["name"] / f"v{entry['version']}"
     if not folder.is_dir():
-        files = ray.get(entry["ref"])
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
-        for fname, data in files.items():
-            (staging / fname).write_bytes(data)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process of this node made it first
-            shutil.rmtree(staging, ignore_errors=True)
+        _install_folder(folder, ray.get(entry["ref"]))
     return format_ref(entry["name"], entry["version"])
 
 

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import replacing
 from ..errors import FacetalkError, IdentityError, InputError
 from ..jobs.outputs import output_path, sidecar_path
 from ..jobs.store import Job, JobError, JobState, JobStore, safe_name
@@ -318,14 +319,9 @@ class Service:
                 files.append((p, arc))
         if not files:
             raise NotFound("the outputs of those jobs are no longer there (moved or removed)")
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-        try:
-            with zipfile.ZipFile(tmp, "x", allowZip64=True) as z:
-                for p, arc in files:
-                    z.write(p, arc, compress_type=zipfile.ZIP_STORED if p.suffix.lower() == ".mp4" else zipfile.ZIP_DEFLATED)
-            tmp.replace(dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replacing(dest) as tmp, zipfile.ZipFile(tmp, "x", allowZip64=True) as z:
+            for p, arc in files:
+                z.write(p, arc, compress_type=zipfile.ZIP_STORED if p.suffix.lower() == ".mp4" else zipfile.ZIP_DEFLATED)
         return dest, len(files)
 
     def zip_path(self) -> Path:

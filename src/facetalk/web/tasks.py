@@ -11,7 +11,6 @@ Its footage (an upload folder) is removed when the task ends.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import threading
@@ -19,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import replacing
 from ..context import RunContext
 from ..errors import FacetalkError
 from . import uploads
@@ -41,9 +41,8 @@ class TaskSpec:
 
 
 def _atomic_write(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 class IdentityTasks:
