@@ -464,15 +464,42 @@ def test_fast_colour_conversion_matches_ffmpeg() -> None:
     ref = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
         format="yuv420p", src_colorspace="ITU709", dst_colorspace="ITU709", dst_color_range="MPEG", interpolation=flags)
     assert np.abs(ours.to_ndarray().astype(int) - ref.to_ndarray()).max() <= 2
-    for clip in ("congresswoman-8s.mp4", "congressman-60s-256px.mp4"):  # BT.601 limited; full range (yuvj420p)
+    # BT.601 limited; full range (yuvj420p); untagged 1080p, read as BT.709
+    for clip in ("congresswoman-8s.mp4", "congressman-60s-256px.mp4", "presenter-1080p-7s.mp4"):
         with av.open(str(MEDIA / "talking" / clip)) as c:
             frame = next(c.decode(video=0))
         sw = frame.reformat(format="rgb24", interpolation=flags,
+                            src_colorspace="ITU709" if frame.height >= 720 else None,
                             src_color_range="JPEG" if frame.color_range == 2 else None,
                             dst_color_range="JPEG" if frame.color_range == 2 else None).to_ndarray()
         fast = yuv420_to_rgb(frame.to_ndarray(), frame.width, frame.height, frame.colorspace, frame.color_range == 2)
         diff = np.abs(fast.astype(int) - sw)
         assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6, clip
+
+
+@needs_media
+@pytest.mark.parametrize("clip, size, crop", [
+    ("presenter-1080p-7s.mp4", (1280, 720), (0, 0, 1920, 1080)),  # BT.709 (untagged 1080p), shrunk
+    ("presenter-1080p-7s.mp4", (640, 360), (0, 0, 1920, 1080)),  # still BT.709 once under 720 lines
+    ("congresswoman-8s.mp4", (640, 360), (0, 120, 512, 408)),  # BT.601, cut and enlarged
+    ("congressman-60s-256px.mp4", (128, 128), (64, 64, 192, 192)),  # full range, cut only
+    ("congresswoman-8s.mp4", (300, 200), (1, 3, 451, 303)),  # odd offsets: converted first
+])
+def test_frames_cut_and_sized_while_decoding_match_framing(clip: str, size, crop) -> None:
+    """iter_frames(path, size, crop) resizes the YUV planes before converting (cheaper);
+    what it gives matches converting first and cutting and resizing the RGB frame, as
+    framing.Framing.apply does, up to rounding and chroma at sharp colour edges."""
+    from facetalk.framing import Framing
+
+    framing = Framing(crop=crop, width=size[0], height=size[1])
+    path = MEDIA / "talking" / clip
+    for k, (a, b) in enumerate(zip(iter_frames(path, framing.size, framing.crop), iter_frames(path))):
+        b = framing.apply(b)
+        assert a.shape == b.shape == (size[1], size[0], 3) and a.dtype == np.uint8
+        diff = np.abs(a.astype(int) - b)
+        assert diff.mean() < 0.6 and np.percentile(diff, 99) <= 4, (clip, diff.mean(), np.percentile(diff, 99))
+        if k == 2:
+            break
 
 
 def test_frame_cache_round_trip() -> None:

@@ -55,47 +55,34 @@ _BT709_TAGS = {1}  # AVCOL_SPC_BT709
 _BT601_TAGS = {5, 6}  # BT470BG, SMPTE170M
 
 
-def _recode(bt709: bool, full_range: bool) -> np.ndarray | None:
-    """3x4 affine map of 8-bit [Y, Cb, Cr, 1] coded with the tagged matrix and range to
-    the BT.601 limited-range code of the same colour (what OpenCV's I420 converter reads),
-    or None when they are the same code."""
-    if not bt709 and not full_range:
-        return None
-    src = _to_rgb_matrix(KR, KB, full_range) if bt709 else _to_rgb_matrix(0.299, 0.114, full_range)
-    dst = _to_rgb_matrix(0.299, 0.114, False)
-    inv = np.linalg.inv(dst[:, :3])
-    return np.hstack([inv @ src[:, :3], (inv @ (src[:, 3] - dst[:, 3]))[:, None]])
+# 3x4 matrices from 8-bit [Y, Cb, Cr, 1] to RGB, by (BT.709?, full range?)
+_TO_RGB = {(b, f): _to_rgb_matrix(KR, KB, f) if b else _to_rgb_matrix(0.299, 0.114, f)
+           for b in (False, True) for f in (False, True)}
 
 
-_RECODES = {(b, f): _recode(b, f) for b in (False, True) for f in (False, True)}
-
-
-def yuv420_to_rgb(planes: np.ndarray, width: int, height: int, colorspace: int, full_range: bool) -> np.ndarray:
+def yuv420_to_rgb(
+    planes: np.ndarray, width: int, height: int, colorspace: int, full_range: bool, tagged_height: int | None = None
+) -> np.ndarray:
     """8-bit 4:2:0 planes laid out flat (as PyAV's to_ndarray gives them) -> (H, W, 3)
     uint8 RGB, with the matrix the frame is tagged with. An untagged frame is taken as
-    BT.709 from 720 lines up and BT.601 below, as players do.
+    BT.709 from 720 lines up and BT.601 below, as players do (tagged_height: the lines of
+    the video as coded, when these planes were resized from it).
 
-    OpenCV converts (and interleaves, the slow part in numpy) from BT.601 limited range
-    only, so other codes are first re-expressed in it. That map never mixes luma into
-    chroma, so chroma is recoded at half size; luma gets a chroma term upsampled the way
-    OpenCV's converter uses chroma (each sample for its 2x2 block).
+    BT.601 limited range is OpenCV's own I420 converter. Other codes: chroma repeated
+    over its 2x2 block (as that converter does), the three planes interleaved, and one
+    3x4 matrix product (cv2.transform, rounding once): within a level of the exact
+    result, and faster than re-expressing the code in BT.601 for OpenCV (5.1 -> 4.0 ms
+    at 1080p) or swscale (~13 ms at 720p).
     """
     n = width * height
     flat = planes.reshape(-1)
-    bt709 = colorspace in _BT709_TAGS or (colorspace not in _BT601_TAGS and height >= 720)
-    recode = _RECODES[(bt709, full_range)]
-    if recode is not None:
-        r = [[float(v) for v in row] for row in recode]  # Python floats keep OpenCV in float32
-        y = flat[:n].reshape(height, width)
-        cb = flat[n : n * 5 // 4].reshape(height // 2, width // 2)
-        cr = flat[n * 5 // 4 : n * 3 // 2].reshape(height // 2, width // 2)
-        # luma: its own scale and offset plus a small chroma term (rounded to whole levels)
-        term = cv2.addWeighted(cb, r[0][1], cr, r[0][2], r[0][3], dtype=cv2.CV_16S)
-        term = cv2.resize(term, (width, height), interpolation=cv2.INTER_NEAREST)
-        out = np.empty(n * 3 // 2, np.uint8)
-        out[:n] = cv2.addWeighted(y.astype(np.int16), r[0][0], term, 1.0, 0.0, dtype=cv2.CV_8U).reshape(-1)
-        # chroma depends on chroma alone, at half size; 8-bit out rounds and saturates
-        out[n : n * 5 // 4] = cv2.addWeighted(cb, r[1][1], cr, r[1][2], r[1][3], dtype=cv2.CV_8U).reshape(-1)
-        out[n * 5 // 4 :] = cv2.addWeighted(cb, r[2][1], cr, r[2][2], r[2][3], dtype=cv2.CV_8U).reshape(-1)
-        flat = out
-    return cv2.cvtColor(flat.reshape(height * 3 // 2, width), cv2.COLOR_YUV2RGB_I420)
+    coded = height if tagged_height is None else tagged_height
+    bt709 = colorspace in _BT709_TAGS or (colorspace not in _BT601_TAGS and coded >= 720)
+    if not bt709 and not full_range:
+        return cv2.cvtColor(flat[: n * 3 // 2].reshape(height * 3 // 2, width), cv2.COLOR_YUV2RGB_I420)
+    y = flat[:n].reshape(height, width)
+    cb = flat[n : n * 5 // 4].reshape(height // 2, width // 2)
+    cr = flat[n * 5 // 4 : n * 3 // 2].reshape(height // 2, width // 2)
+    chroma = cv2.resize(cv2.merge([cb, cr]), (width, height), interpolation=cv2.INTER_NEAREST)
+    ycc = cv2.merge([y, chroma[..., 0], chroma[..., 1]])
+    return cv2.transform(ycc, _TO_RGB[(bt709, full_range)])
