@@ -41,6 +41,11 @@ class Framing:
     width: int
     height: int
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the output."""
+        return self.width, self.height
+
     def apply(self, frame: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = self.crop
         part = frame[y0:y1, x0:x1]

@@ -345,7 +345,7 @@ def _video_frames(request, info, models, renderer: Renderer, motion: Motion, ctx
     def on_progress(i: int) -> None:
         ctx.report("face", min(1.0, i / max(1, n_src)), f"frame {i}/{n_src}")
 
-    source = (framing.apply(f) for f in islice(iter_frames(request.face), needed))
+    source = islice(iter_frames(request.face, framing.size, framing.crop), needed)  # cut and sized as decoded
     # keep the decoded frames for pass 2 (in memory when small, else on disk): no second decode, and
     # ping-pong never decodes backwards through long keyframe intervals
     cache = (FrameCache(framing.width, framing.height, expected=n_src)

@@ -87,20 +87,58 @@ def _rotation(frame: av.VideoFrame) -> int:
     return int(round(frame.rotation / 90.0)) % 4 * 90
 
 
-def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
-    """Decoded frame -> upright RGB uint8 (H, W, 3); resized to size=(w, h) if given."""
-    full_range = frame.color_range == 2  # AVCOL_RANGE_JPEG
-    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
+def _to_rgb(
+    frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None, crop: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Decoded frame -> upright RGB uint8 (H, W, 3); cut to crop=(x0, y0, x1, y1) of the
+    upright frame, then resized to size=(w, h), if given (INTER_AREA shrinking, else
+    INTER_CUBIC, as framing.Framing.apply does)."""
+    full_range = frame.color_range == 2 or frame.format.name == "yuvj420p"  # AVCOL_RANGE_JPEG
+    yuv420 = frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0
+    if yuv420 and not rotation and (crop is not None or size is not None):
+        planes = _yuv420_framed(frame.to_ndarray(), frame.width, frame.height, crop, size)
+        if planes is not None:
+            h, w = planes.shape[0] * 2 // 3, planes.shape[1]
+            return yuv420_to_rgb(planes, w, h, frame.colorspace, full_range, tagged_height=frame.height)
+    if yuv420:
         # the common case, converted in OpenCV: swscale takes ~13 ms a 1080p frame
-        rgb = yuv420_to_rgb(frame.to_ndarray(), frame.width, frame.height, frame.colorspace,
-                            full_range or frame.format.name == "yuvj420p")
+        rgb = yuv420_to_rgb(frame.to_ndarray(), frame.width, frame.height, frame.colorspace, full_range)
     else:
-        rgb = _swscale_rgb(frame, full_range)
+        rgb = _swscale_rgb(frame, frame.color_range == 2)
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+    if crop is not None:
+        x0, y0, x1, y1 = crop
+        rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
-        rgb = cv2.resize(rgb, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
+        interp = cv2.INTER_AREA if rgb.shape[1] > size[0] else cv2.INTER_CUBIC
+        rgb = cv2.resize(rgb, (int(size[0]), int(size[1])), interpolation=interp)
     return rgb
+
+
+def _yuv420_framed(
+    planes: np.ndarray, width: int, height: int, crop: tuple[int, int, int, int] | None, size: tuple[int, int] | None
+) -> np.ndarray | None:
+    """Flat 4:2:0 planes cut and resized plane by plane, before the conversion to RGB:
+    half the bytes to resize, and the conversion runs at the output size (1080p to 720p:
+    12 -> 6 ms of CPU a frame). None when the crop or the size is odd (chroma would
+    shift by half a pixel): the caller converts first."""
+    x0, y0, x1, y1 = crop if crop is not None else (0, 0, width, height)
+    w, h = (int(size[0]), int(size[1])) if size is not None else (x1 - x0, y1 - y0)
+    if any(v % 2 for v in (x0, y0, x1, y1, w, h)):
+        return None
+    n = width * height
+    flat = planes.reshape(-1)
+    y = flat[:n].reshape(height, width)[y0:y1, x0:x1]
+    cb = flat[n : n * 5 // 4].reshape(height // 2, width // 2)[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+    cr = flat[n * 5 // 4 : n * 3 // 2].reshape(height // 2, width // 2)[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+    interp = cv2.INTER_AREA if x1 - x0 > w else cv2.INTER_CUBIC
+    out = np.empty(h * w * 3 // 2, np.uint8)
+    for part, (pw, ph), start in ((y, (w, h), 0), (cb, (w // 2, h // 2), h * w), (cr, (w // 2, h // 2), h * w * 5 // 4)):
+        if part.shape[1] != pw or part.shape[0] != ph:
+            part = cv2.resize(part, (pw, ph), interpolation=interp)
+        out[start : start + pw * ph] = part.reshape(-1)
+    return out.reshape(h * 3 // 2, w)
 
 
 def _swscale_rgb(frame: av.VideoFrame, full_range: bool) -> np.ndarray:
@@ -168,10 +206,13 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(w, h, fps, n_frames, duration, has_audio, rotation)
 
 
-def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, size: tuple[int, int] | None = None, crop: tuple[int, int, int, int] | None = None
+) -> Iterator[np.ndarray]:
     """Stream the frames of a video in order as upright RGB uint8 (H, W, 3).
 
-    size: (width, height) to resize every frame to (cv2.INTER_AREA), or None.
+    crop: (x0, y0, x1, y1) of the upright frame to keep, or None; size: (width, height)
+    to resize every frame (or its crop) to (INTER_AREA shrinking, else INTER_CUBIC), or None.
     One frame at a time is held. If the file is damaged part-way, the frames before the
     damage are yielded and then InputError is raised (so a run never silently uses a
     shorter clip than the file claims to hold).
@@ -184,7 +225,7 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None) -> Iterat
         n = 0
         try:
             for frame in container.decode(stream):
-                yield _to_rgb(frame, _rotation(frame), size)
+                yield _to_rgb(frame, _rotation(frame), size, crop)
                 n += 1
         except (av.FFmpegError, OSError) as e:
             raise InputError(

@@ -327,8 +327,7 @@ class _FrameSource:
         self.complete = False
 
     def _decode(self) -> Iterator[np.ndarray]:
-        for frame in iter_frames(self.path):
-            frame = self.framing.apply(frame)
+        for frame in iter_frames(self.path, self.framing.size, self.framing.crop):  # cut and sized as decoded
             frame.flags.writeable = False  # shared by the tracker, the colour pass and the workers
             yield frame
 
