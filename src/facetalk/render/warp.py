@@ -42,8 +42,9 @@ def piecewise_affine_field(ctrl: np.ndarray, values: np.ndarray, h: int, w: int)
     """
     tri = Delaunay(ctrl).simplices  # (t, 3)
     index = np.full((h, w), -1, np.int32)
+    fixed = np.round(ctrl * 16).astype(np.int32)  # 4 fractional bits, rounded once for all triangles
     for k, t in enumerate(tri):
-        cv2.fillConvexPoly(index, np.round(ctrl[t] * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
+        cv2.fillConvexPoly(index, fixed[t], int(k), cv2.LINE_8, 4)
     # per-triangle affine coefficients: [x, y, 1] @ coef = displacement
     verts = np.concatenate([ctrl[tri], np.ones((len(tri), 3, 1))], axis=2)  # (t, 3, 3)
     det = np.linalg.det(verts)
