@@ -252,3 +252,31 @@ def test_weak_false_positive_beside_a_real_face_is_dropped():
     assert drop_doubtful([turned]) == [turned], "a weak face alone is still a face"
     two = [FaceBox(0, 0, 90, 90, 1.1), FaceBox(200, 0, 260, 60, 0.7)]
     assert drop_doubtful(two) == two
+
+
+def test_streamed_smoothing_matches_whole_track_and_follows_closely() -> None:
+    """LandmarkSmoother gives each frame out once, in order, a bounded number of frames
+    after it arrives, and the same landmarks as smoothing the finished track."""
+    from facetalk.face.track import REF_SECONDS, LandmarkSmoother, smooth_landmarks
+
+    rng = np.random.default_rng(0)
+    n, fps = 400, 30.0
+    raw = rng.normal(0, 30, (68, 2)) + 200 + np.cumsum(rng.normal(0, 0.5, (n, 1, 2)), axis=0)
+    raw = (raw + rng.normal(0, 0.8, (n, 68, 2))).astype(np.float32)
+    present = np.ones(n, bool)
+    present[[50, 51, 52, 120, 203, 300]] = False  # gaps, and runs of 1 and 2 frames (200-202)
+    present[200:202] = False
+    whole = smooth_landmarks(np.where(present[:, None, None], raw, np.nan), present, fps)
+    smoother = LandmarkSmoother(fps)
+    got, lag = [], []
+    for k in range(n):
+        for j, lm in smoother.push(raw[k] if present[k] else None):
+            got.append((j, lm))
+            lag.append(k - j)
+    got += smoother.finish()
+    assert [j for j, _ in got] == list(range(n))
+    assert [lm is None for _, lm in got] == list(~present)
+    streamed = np.stack([np.full((68, 2), np.nan, np.float32) if lm is None else lm for _, lm in got])
+    assert np.allclose(streamed, whole, atol=1e-3, equal_nan=True)
+    assert max(lag) <= max(2 * smoother.radius, round(REF_SECONDS * fps)) + 1
+    assert np.abs(np.diff(whole[60:110], axis=0)).mean() < np.abs(np.diff(raw[60:110], axis=0)).mean() / 2  # it smooths

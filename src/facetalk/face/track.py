@@ -6,7 +6,8 @@ previous frame's landmarks. That box imitates the detector's box (a mapping lear
 from the detection frames of this track), because the predictor was trained on
 detector boxes and drifts when given boxes of another shape.
 
-Smoothing is offline and zero-phase: each frame's landmarks are split into a head pose
+Smoothing is zero-phase, and can follow a stream a fraction of a second behind (a swap
+smooths while it tracks): each frame's landmarks are split into a head pose
 (a similarity transform fitted on the rigid points) and a shape in a face-fixed frame.
 The pose is smoothed lightly, the rigid part of the shape strongly and the lips barely,
 so a still head does not shimmer while lip motion and head turns keep their timing.
@@ -14,7 +15,7 @@ so a still head does not shimmer while lip motion and head turns keep their timi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ MAX_SCALE_STEP = 1.3
 MIN_PATCH_MATCH = 0.4
 # Smoothing widths (Gaussian sigma, seconds) of the pose and of each point group's shape.
 POSE_SIGMA = 0.03
+REF_SECONDS = 1.0  # a run's reference shape (for its poses) is its mean over its first second
 SHAPE_SIGMA = {"rigid": 0.12, "eyes": 0.05, "jaw": 0.04, "lips": 0.02}
 _GROUPS = {
     "rigid": [0, 1, 2, 3, 13, 14, 15, 16, *range(17, 36)],
@@ -177,7 +179,7 @@ def _closest(boxes: list[FaceBox], ref: FaceBox, min_iou: float = 0.2) -> FaceBo
     return best if best is not None and iou(best, ref) >= min_iou else None
 
 
-def track_faces(
+def follow_face(
     frames: Iterable[np.ndarray],
     models: FaceModels,
     *,
@@ -185,20 +187,19 @@ def track_faces(
     face_index: int | None = None,
     fps: float = 25.0,
     progress: Callable[[int], None] | None = None,
-    smooth: bool = True,
-) -> FaceTrack:
-    """Landmarks of one face on every frame of a stream of (H, W, 3) uint8 RGB frames.
+) -> Iterator[np.ndarray | None]:
+    """The (68, 2) float32 landmarks of one face on each frame of a stream of (H, W, 3)
+    uint8 RGB frames as fitted (None where the face is not found), one per frame as it
+    is consumed (frames are not kept).
 
     The face followed is the largest (or face_index, largest-first) at its first
-    detection, then whichever detection overlaps it. Frames are consumed one at a time
-    and not kept. progress, if given, is called with the number of frames done after
-    each frame (it may raise Cancelled). Raises InputError if face_index is out of range
-    on the first frame with faces.
+    detection, then whichever detection overlaps it. progress, if given, is called with
+    the number of frames done after each frame (it may raise Cancelled). Raises
+    InputError if face_index is out of range on the first frame with faces.
     """
     if detect_every < 1:
         raise ValueError("detect_every must be >= 1")
     fit = _MappingFit([], BoxMapping())
-    raw: list[np.ndarray | None] = []
     prev_lm: np.ndarray | None = None
     prev_patch: np.ndarray | None = None
     last_box: FaceBox | None = None  # the face's box on the last frame it was present
@@ -245,7 +246,7 @@ def track_faces(
                     tracked_box = fit.mapping.box(lm) if lm is not None else None
                     if tracked_box is None or iou(tracked_box, found) < 0.5:
                         lm, patch = det_lm, None  # tracking drifted off the detector's face
-        raw.append(lm)
+        yield lm
         prev_lm = lm
         if lm is not None and patch is None:
             patch = face_patch(rgb, lm)
@@ -255,6 +256,22 @@ def track_faces(
             last_present = i
         if progress is not None:
             progress(i + 1)
+
+
+def track_faces(
+    frames: Iterable[np.ndarray],
+    models: FaceModels,
+    *,
+    detect_every: int = 5,
+    face_index: int | None = None,
+    fps: float = 25.0,
+    progress: Callable[[int], None] | None = None,
+    smooth: bool = True,
+) -> FaceTrack:
+    """Landmarks of one face on every frame of a stream of (H, W, 3) uint8 RGB frames
+    (follow_face), smoothed (smooth_landmarks) unless smooth is False."""
+    raw = list(follow_face(frames, models, detect_every=detect_every, face_index=face_index, fps=fps,
+                           progress=progress))
     n = len(raw)
     raw_arr = np.full((n, 68, 2), np.nan, dtype=np.float32)
     present = np.zeros(n, dtype=bool)
@@ -266,39 +283,111 @@ def track_faces(
     return FaceTrack(landmarks=smoothed, raw=raw_arr, present=present, fps=float(fps))
 
 
-def _runs(present: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each contiguous run of True."""
-    edges = np.diff(np.concatenate([[0], present.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+class LandmarkSmoother:
+    """Zero-phase smoothing of a stream of fitted landmarks, given out in frame order as
+    soon as the frames each one depends on have arrived: `radius` frames ahead within
+    its run of frames with the face (the widest Gaussian's reach), and the run's first
+    REF_SECONDS (its reference shape). smooth_landmarks is this with every frame
+    pushed, so a stream and a finished track give the same landmarks.
+
+    Per run: each frame's landmarks are split into a head pose (a similarity fitted from
+    the run's reference shape on the rigid points) and a shape in a face-fixed frame;
+    the pose is filtered lightly, the rigid part of the shape strongly and the lips
+    barely (POSE_SIGMA, SHAPE_SIGMA), the ends of the run held ("nearest"). Runs under
+    3 frames are given as fitted.
+    """
+
+    def __init__(self, fps: float, chunk: int | None = None) -> None:
+        """chunk: how many final frames are gathered before they are given out (each
+        batch re-reads `radius` frames on either side); default `radius`."""
+        self.fps = float(fps)
+        sigmas = [POSE_SIGMA * self.fps, *(SHAPE_SIGMA[g] * self.fps for g in _GROUPS)]
+        self.radius = max(int(4.0 * s + 0.5) for s in sigmas)  # gaussian_filter1d's reach (truncate 4)
+        self._chunk = max(1, chunk if chunk is not None else self.radius)
+        self._n_ref = max(3, round(REF_SECONDS * self.fps))
+        self._k = 0  # frames pushed
+        self._run: list[np.ndarray] = []  # fitted landmarks (float64) of the current run, from _base on
+        self._start = 0  # frame index of the current run's first frame
+        self._base = 0  # run position of _run[0] (older ones are dropped once out of reach)
+        self._done = 0  # run positions given out so far
+        self._ref: np.ndarray | None = None
+
+    def push(self, lm: np.ndarray | None) -> list[tuple[int, np.ndarray | None]]:
+        """Add the next frame's fitted (68, 2) landmarks (None: no face); returns the
+        (frame index, smoothed (68, 2) float32 or None) pairs now final, in order."""
+        out: list[tuple[int, np.ndarray | None]] = []
+        if lm is None:
+            out += self._close_run()
+            out.append((self._k, None))
+        else:
+            if self._base + len(self._run) == 0:
+                self._start = self._k
+            self._run.append(np.asarray(lm, dtype=np.float64))
+            out += self._give(final=False)
+        self._k += 1
+        return out
+
+    def finish(self) -> list[tuple[int, np.ndarray | None]]:
+        """The frames still held, once the stream has ended."""
+        return self._close_run()
+
+    def _close_run(self) -> list[tuple[int, np.ndarray | None]]:
+        out = self._give(final=True)
+        self._run, self._base, self._done, self._ref = [], 0, 0, None
+        return out
+
+    def _give(self, final: bool) -> list[tuple[int, np.ndarray | None]]:
+        n = self._base + len(self._run)
+        if n == 0:
+            return []
+        if n < 3:  # too short to smooth
+            if not final:
+                return []
+            return [(self._start + self._base + i, lm.astype(np.float32)) for i, lm in enumerate(self._run)]
+        if self._ref is None:
+            if n < self._n_ref and not final:
+                return []
+            first = self._run[: self._n_ref]  # nothing is dropped before the reference is made
+            self._ref = np.mean([geo.apply(geo.to_canonical(lm), lm) for lm in first], axis=0)
+        stop = n if final else n - self.radius  # run positions whose whole reach has arrived
+        if stop - self._done < (1 if final else self._chunk):
+            return []
+        lo = max(0, self._done - self.radius)
+        smoothed = _smooth_run(np.stack(self._run[lo - self._base :]), self._ref, self.fps)
+        out = [(self._start + j, smoothed[j - lo]) for j in range(self._done, stop)]
+        self._done = stop
+        keep_from = max(self._base, stop - self.radius)  # what later frames still reach
+        del self._run[: keep_from - self._base]
+        self._base = keep_from
+        return out
+
+
+def _smooth_run(seg: np.ndarray, ref: np.ndarray, fps: float) -> np.ndarray:
+    """(k, 68, 2) float64 consecutive fitted landmarks of one run (or a stretch of it)
+    smoothed against the run's reference shape ref -> (k, 68, 2) float32."""
+    rigid = list(geo.RIGID_POINTS)
+    # pose per frame: similarity from the reference to the frame, on the rigid points
+    poses = np.stack([geo.fit_similarity(ref[rigid], lm[rigid]) for lm in seg])
+    local = np.stack([geo.apply(geo.invert(p), lm) for p, lm in zip(poses, seg)])
+    # a, b, tx, ty of [[a, -b, tx], [b, a, ty]] are smooth in the pose; filter them
+    params = poses[:, [0, 1, 0, 1], [0, 0, 2, 2]]
+    params = gaussian_filter1d(params, POSE_SIGMA * fps, axis=0, mode="nearest")
+    for group, idx in _GROUPS.items():
+        local[:, idx] = gaussian_filter1d(local[:, idx], SHAPE_SIGMA[group] * fps, axis=0, mode="nearest")
+    a, b, tx, ty = params.T
+    m = np.stack([np.stack([a, -b, tx], -1), np.stack([b, a, ty], -1)], axis=1)  # (k, 2, 3)
+    return (np.einsum("kij,kpj->kpi", m[:, :, :2], local) + m[:, None, :, 2]).astype(np.float32)
 
 
 def smooth_landmarks(raw: np.ndarray, present: np.ndarray, fps: float) -> np.ndarray:
-    """Zero-phase smoothing of (n, 68, 2) landmarks within each run of present frames.
-
-    Returns (n, 68, 2) float32 with NaN where not present. See the module docstring.
-    """
+    """Zero-phase smoothing (LandmarkSmoother) of (n, 68, 2) landmarks within each run of
+    present frames. Returns (n, 68, 2) float32 with NaN where not present."""
     out = np.full(raw.shape, np.nan, dtype=np.float32)
-    rigid = list(geo.RIGID_POINTS)
-    for start, stop in _runs(present):
-        seg = raw[start:stop].astype(np.float64)
-        if stop - start < 3:
-            out[start:stop] = seg
-            continue
-        # reference shape: the run's mean face after removing each frame's pose by the eyes
-        canon = np.stack([geo.apply(geo.to_canonical(lm), lm) for lm in seg])
-        ref = canon.mean(axis=0)
-        # pose per frame: similarity from the reference to the frame, on the rigid points
-        poses = np.stack([geo.fit_similarity(ref[rigid], lm[rigid]) for lm in seg])
-        local = np.stack([geo.apply(geo.invert(p), lm) for p, lm in zip(poses, seg)])
-        # a, b, tx, ty of [[a, -b, tx], [b, a, ty]] are smooth in the pose; filter them
-        params = poses[:, [0, 1, 0, 1], [0, 0, 2, 2]]
-        params = gaussian_filter1d(params, POSE_SIGMA * fps, axis=0, mode="nearest")
-        for group, idx in _GROUPS.items():
-            sigma = SHAPE_SIGMA[group] * fps
-            local[:, idx] = gaussian_filter1d(local[:, idx], sigma, axis=0, mode="nearest")
-        a, b, tx, ty = params.T
-        m = np.stack([np.stack([a, -b, tx], -1), np.stack([b, a, ty], -1)], axis=1)  # (k, 2, 3)
-        out[start:stop] = np.einsum("kij,kpj->kpi", m[:, :, :2], local) + m[:, None, :, 2]
+    smoother = LandmarkSmoother(fps, chunk=len(raw) + 1)  # each run in one piece
+    pairs = [p for k in range(len(raw)) for p in smoother.push(raw[k] if present[k] else None)]
+    for j, lm in pairs + smoother.finish():
+        if lm is not None:
+            out[j] = lm
     return out
 
 
