@@ -1,13 +1,18 @@
 """The face swap entry point: swap(request, ctx, models) -> SwapResult.
 
 Photo target: find the face(s), swap, finish, write a PNG or JPEG (atomically).
-Video target, two passes over the frames:
-1. track the target face(s) (landmarks, zero-phase smoothed: facetalk.face.track), the
-   decoded frames kept in memory when they fit (else decoded again for pass 2);
-2. read the frames again in order; on the reading thread, per face, update the smoothed
-   skin colour and pick the source by pose; on two worker threads warp, colour, mask
-   and blend each face and finish the frame; encode in order with the target's sound.
-Frames where no target face was found pass through unchanged.
+Video target, one face (the largest, or an index): one pass. The face is tracked as
+the frames are decoded and its landmarks smoothed a fraction of a second behind
+(facetalk.face.track.LandmarkSmoother), holding only the frames in between; so
+swapping starts at once instead of after a whole tracking pass, and no frame is kept
+or decoded twice.
+Several faces (all, or the one like --reference): each is tracked over the whole video
+first (facetalk.swap.targets), the decoded frames kept in memory when they fit (else
+decoded again), then the frames are read again.
+Either way, per frame: on the reading thread, per face, the smoothed skin colour is
+updated and the source picked by pose; on two worker threads each face is warped,
+coloured, masked and blended and the frame finished; frames are encoded in order with
+the target's sound. Frames where no target face was found pass through unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..context import RunContext
-from ..errors import InputError, OutputError
+from ..errors import InputError, NoFaceError, OutputError
 from ..face import geometry as geo
 from ..face.detect import find_faces, select_face
 from ..face.models import FaceModels
+from ..face.track import LandmarkSmoother, follow_face
 from ..finish.options import (
     DEFAULT_LABEL_OPACITY,
     DEFAULT_LABEL_SIZE,
@@ -43,7 +49,7 @@ from .choices import BLEND_MODES, COLOR_MODES
 from .colour import StableColour, face_stats, transfer_lut
 from .frame import SwapStyle, swap_face
 from .source import SourceFace, load_source, pick_source, prepare_source
-from .targets import image_faces, parse_target_face, track_targets
+from .targets import DETECT_EVERY, image_faces, parse_target_face, track_targets
 
 IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg")
 MEMORY_CAP = 3 << 30  # bytes of decoded frames kept between the passes (720p: ~1100 frames)
@@ -314,6 +320,46 @@ def _memory_budget() -> int:
     return int(min(MEMORY_CAP, available // 4))
 
 
+def _decoded(path: str, framing) -> Iterator[np.ndarray]:
+    """The video's frames, cut and sized as they are decoded, read-only (they are shared
+    by the tracker, the colour pass and the workers)."""
+    for frame in iter_frames(path, framing.size, framing.crop):
+        frame.flags.writeable = False
+        yield frame
+
+
+def _follow_streamed(path: str, framing, models: FaceModels, mode: str | int, fps: float, name: str,
+                     timer: StageTimer) -> Iterator[tuple[int, np.ndarray, list]]:
+    """(frame index, frame, [smoothed landmarks or None]) for every frame in order, the
+    one face tracked and smoothed as the frames are decoded (on a helper thread); only
+    the frames the smoother has not given out yet are held. Raises NoFaceError at the
+    end when no frame had the face."""
+    held: dict[int, np.ndarray] = {}
+
+    def hold(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for k, frame in enumerate(frames):
+            held[k] = frame
+            yield frame
+
+    smoother = LandmarkSmoother(fps)
+    fits = follow_face(hold(prefetch(_decoded(path, framing), depth=8)), models, detect_every=DETECT_EVERY,
+                       face_index=None if mode == "largest" else int(mode), fps=fps)
+    found = False
+    t = time.perf_counter()
+    for lm in fits:
+        ready = smoother.push(lm)
+        t = timer.add("face", t)
+        for k, smoothed in ready:
+            found = found or smoothed is not None
+            yield k, held.pop(k), [smoothed]
+        t = time.perf_counter()
+    for k, smoothed in smoother.finish():
+        found = found or smoothed is not None
+        yield k, held.pop(k), [smoothed]
+    if not found:
+        raise NoFaceError(f"no face found in any frame of --target {name}; use a video showing a clear face")
+
+
 class _FrameSource:
     """Passes over the framed frames of a video. Each call starts a new pass, decoded on
     a helper thread (prefetch: decoding overlaps the tracking or swapping that consumes
@@ -326,17 +372,12 @@ class _FrameSource:
         self.stored: list[np.ndarray] = []
         self.complete = False
 
-    def _decode(self) -> Iterator[np.ndarray]:
-        for frame in iter_frames(self.path, self.framing.size, self.framing.crop):  # cut and sized as decoded
-            frame.flags.writeable = False  # shared by the tracker, the colour pass and the workers
-            yield frame
-
     def __call__(self) -> Iterator[np.ndarray]:
         if self.complete:
             yield from self.stored
             return
         n = 0
-        for n, frame in enumerate(prefetch(self._decode(), depth=8), 1):
+        for n, frame in enumerate(prefetch(_decoded(self.path, self.framing), depth=8), 1):
             if self.keep and n > len(self.stored):
                 self.stored.append(frame)
             yield frame
@@ -356,35 +397,42 @@ def _swap_video(request, mode, sources, identity, reference, style, models, ctx,
         ctx.warn(note)
     t = timer.add("decode", t)
 
-    # pass 1: track; the first pass over the frames keeps them in memory for the second
-    # when they fit (else the second decodes again: at 720p decoding costs ~4 ms a frame,
-    # less than writing the frame to a disk cache and reading it back, ~6 ms)
-    frames = _FrameSource(request.target, framing, info.n_frames)
-
-    def on_track(j: int, n: int, i: int) -> None:
-        if i % 10 == 0:
-            ctx.report("face", min(1.0, (j + i / max(1, info.n_frames)) / n), f"frame {i}/{info.n_frames}")
-
+    name = Path(request.target).name
+    frames = None
     try:
-        tracks = track_targets(frames, models, mode, reference, info.fps, Path(request.target).name, on_track,
-                               ctx.warn)
-        n_frames = tracks[0].n_frames
-        t = timer.add("face", t)
-        present = np.any([tr.present for tr in tracks], axis=0)
-        ctx.report("face", 1.0, f"face in {int(present.sum())} of {n_frames} frames")
+        if mode != "all" and reference is None:
+            ctx.report("face", 0.0, "following the face")
+            faced = _follow_streamed(request.target, framing, models, mode, info.fps, name, timer)
+            n_faces = 1
+        else:
+            # each face tracked over the whole video first; the first pass keeps the frames
+            # in memory for the last when they fit (else it decodes again: at 720p decoding
+            # costs ~4 ms a frame, less than writing to a disk cache and reading it back)
+            frames = _FrameSource(request.target, framing, info.n_frames)
+
+            def on_track(j: int, n: int, i: int) -> None:
+                if i % 10 == 0:
+                    ctx.report("face", min(1.0, (j + i / max(1, info.n_frames)) / n), f"frame {i}/{info.n_frames}")
+
+            tracks = track_targets(frames, models, mode, reference, info.fps, name, on_track, ctx.warn)
+            t = timer.add("face", t)
+            present = np.any([tr.present for tr in tracks], axis=0)
+            ctx.report("face", 1.0, f"face in {int(present.sum())} of {len(present)} frames")
+            faced = ((k, frame, [tr.landmarks[k] if tr.present[k] else None for tr in tracks])
+                     for k, frame in enumerate(frames()))
+            n_faces = len(tracks)
         metadata = _metadata(options, sources, identity, request.target)
-        colours = [StableColour(info.fps) for _ in tracks]
-        chosen: list[int | None] = [None] * len(tracks)
-        levels: list[int | None] = [None] * len(tracks)
+        colours = [StableColour(info.fps) for _ in range(n_faces)]
+        chosen: list[int | None] = [None] * n_faces
+        levels: list[int | None] = [None] * n_faces
 
         def items() -> Iterator[tuple[int, np.ndarray, list]]:  # in frame order, on one thread
             t = time.perf_counter()
-            for k, frame in enumerate(frames()):
+            for k, frame, landmarks in faced:
                 faces = []
-                for j, tr in enumerate(tracks):
-                    if not tr.present[k]:
+                for j, lm in enumerate(landmarks):
+                    if lm is None:
                         continue
-                    lm = tr.landmarks[k]
                     s = pick_source(sources, mesh.pose(lm)[0], chosen[j])
                     levels[j] = sources[s].level_index(geo.interocular(lm), levels[j] if s == chosen[j] else None)
                     chosen[j] = s
@@ -409,21 +457,22 @@ def _swap_video(request, mode, sources, identity, reference, style, models, ctx,
             return out, swapped
 
         audio = request.target if info.has_audio else None
-        swapped_frames = 0
+        swapped_frames = n_frames = 0
         with VideoWriter(request.output, framing.width, framing.height, info.fps, audio_path=audio,
                          crf=request.crf, metadata=metadata) as writer:
             t = time.perf_counter()
-            for k, (frame, swapped) in enumerate(prefetch(ordered_map(make, items(), workers=WORKERS))):
+            for n_frames, (frame, swapped) in enumerate(prefetch(ordered_map(make, items(), workers=WORKERS)), 1):
                 t = timer.add("frames", t)
                 writer.write(frame)
                 swapped_frames += swapped > 0
                 t = timer.add("encode", t)
-                if k % 10 == 0 or k == n_frames - 1:
-                    ctx.report("swap", (k + 1) / n_frames, f"frame {k + 1}/{n_frames}")
+                if n_frames % 10 == 1:  # the header's count may be a little off: never past 1
+                    ctx.report("swap", min(1.0, n_frames / max(1, info.n_frames)), f"frame {n_frames}/{info.n_frames}")
             t = time.perf_counter()
         timer.add("encode", t)
     finally:
-        frames.close()
+        if frames is not None:
+            frames.close()
     ctx.report("done", 1.0, str(request.output))
     missing = n_frames - swapped_frames
     if missing:
@@ -431,7 +480,7 @@ def _swap_video(request, mode, sources, identity, reference, style, models, ctx,
                  "those frames are unchanged")
     return SwapResult(
         output=Path(request.output), width=framing.width, height=framing.height, fps=info.fps, n_frames=n_frames,
-        duration=n_frames / info.fps, faces=len(tracks), frames_swapped=swapped_frames, frames_without_face=missing,
+        duration=n_frames / info.fps, faces=n_faces, frames_swapped=swapped_frames, frames_without_face=missing,
         sources=[s.name for s in sources], identity=identity, metadata=metadata, warnings=list(ctx.warnings),
         timings=dict(timer.seconds),
     )
