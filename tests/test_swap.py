@@ -365,3 +365,98 @@ def test_source_level_keeps_to_one_scale(media, face_models):
         used.add(level)
     assert len(used) == 1
     assert source.level_index(edge * 3, level) == 0 and source.level_index(edge / 3, level) >= 2
+
+
+def _draw_glasses(rgb: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """rgb with dark glasses rims drawn on: an ellipse round each eye (clear of the eye
+    and the brow) joined by a bridge over the nose."""
+    import cv2
+
+    from facetalk.face import geometry as geo
+
+    out = rgb.copy()
+    iod = geo.interocular(lm)
+    width = max(2, int(round(0.04 * iod)))
+    left, right = geo.eye_centers(lm)
+    for e in (left, right):
+        cv2.ellipse(out, (int(e[0]), int(e[1] + 0.06 * iod)), (int(0.38 * iod), int(0.2 * iod)), 0, 0, 360,
+                    (25, 22, 20), width, cv2.LINE_AA)
+    y = int((left[1] + right[1]) / 2)
+    cv2.line(out, (int(left[0] + 0.38 * iod), y), (int(right[0] - 0.38 * iod), y), (25, 22, 20), width, cv2.LINE_AA)
+    return out
+
+
+def test_glasses_are_painted_out_of_the_source(media, face_models):
+    """Glasses rims drawn on a portrait are painted out (their pixels come back near the
+    face without them) while the eyes and brows are left exactly as they were; faces
+    without glasses are returned untouched, and the real portrait with glasses is found
+    to wear them. (Carried over, the rims were what dlib's landmark fit caught on in the
+    swapped video: its re-detected landmarks jittered ~1.8x the target's own.)"""
+    import cv2
+
+    from facetalk.face import geometry as geo
+    from facetalk.swap.glasses import find_rims, remove_glasses
+
+    rgb = load_image(media / "faces" / "woman-portrait.png").rgb
+    lm = track_image(face_models, rgb).astype(np.float64)
+    worn = _draw_glasses(rgb, lm)
+    drawn = np.abs(worn.astype(int) - rgb.astype(int)).sum(axis=2) > 60
+    painted, found = remove_glasses(worn, lm)
+    assert found
+    before = np.abs(worn.astype(int) - rgb.astype(int)).sum(axis=2)[drawn].mean()
+    after = np.abs(painted.astype(int) - rgb.astype(int)).sum(axis=2)[drawn].mean()
+    assert after < 0.25 * before, (before, after)
+    keep = np.zeros(rgb.shape[:2], np.uint8)
+    for part in (geo.LEFT_EYE, geo.RIGHT_EYE, slice(17, 22), slice(22, 27)):
+        cv2.fillConvexPoly(keep, cv2.convexHull(np.round(lm[part]).astype(np.int32)), 1)
+    keep &= ~cv2.dilate(drawn.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(painted[keep > 0], worn[keep > 0])
+    for name in ("woman-portrait.png", "young-woman.png", "smiling-man.jpg", "beard-closeup.png",
+                 "older-man-3511px.jpg", "black-white-2048px.jpg"):
+        face = load_image(media / "faces" / name).rgb
+        same, found = remove_glasses(face, track_image(face_models, face))
+        assert not found and same is face, name
+    real = load_image(media / "faces" / "glasses-beard.jpg").rgb
+    assert find_rims(real, track_image(face_models, real))[0] is not None
+
+
+def test_no_holes_in_the_source_face(media, face_models):
+    """Dark shade on a source's skin (a broad smile's folds by the nose) is not taken for
+    hair: the keep mask has no hole inside the face, so the target's own cheek never
+    shows through one."""
+    import cv2
+
+    from facetalk.swap.source import prepare_source
+
+    for name in ("smiling-man.jpg", "glasses-beard.jpg"):
+        rgb = load_image(media / "faces" / name).rgb
+        level = prepare_source(rgb, track_image(face_models, rgb), name).levels[0]
+        inner = np.zeros(level.image.shape[:2], np.uint8)
+        # cheeks, nose and mouth: the jaw's points 2-14 pulled a quarter of the way in
+        # towards the nose tip (hair may reach the face's edge), and the nose's bridge
+        ring = level.points[[*range(2, 15), 28]]
+        ring = ring + 0.25 * (level.points[30] - ring)
+        hull = cv2.convexHull(np.round(ring).astype(np.int32))
+        cv2.fillConvexPoly(inner, hull, 1)
+        assert level.image[..., 3][inner > 0].min() > 160, name  # a hole was 0; a nearby cut's feather ~200
+
+
+def test_mask_leaves_the_target_jaw_line(inputs, face_models):
+    """The mask stops inside the target's jaw line, so its own jaw edge shows (a source's
+    beard edge there made dlib's jaw points wander frame by frame)."""
+    from facetalk.face import geometry as geo
+    from facetalk.swap import mesh
+    from facetalk.swap.mask import face_mask
+
+    frame = next(iter_frames(inputs["clip"]))
+    lm = track_image(face_models, frame).astype(np.float64)
+    pts = mesh.with_forehead(lm)
+    box = geo.bbox(pts, pad=0.02, shape=frame.shape)
+    mask = face_mask(pts, box, padding=0.0, blur=0.08)
+    width = float(np.linalg.norm(lm[16] - lm[0]))
+    for k in range(3, 14):
+        towards = (lm[30] - lm[k]) / np.linalg.norm(lm[30] - lm[k])
+        on = np.round(lm[k] + 0.01 * width * towards - box[:2]).astype(int)
+        inside = np.round(lm[k] + 0.15 * width * towards - box[:2]).astype(int)
+        assert mask[on[1], on[0]] == 0, k
+        assert mask[inside[1], inside[0]] > 0.9, k

@@ -21,6 +21,7 @@ from ..face.models import FaceModels
 from ..media.image import load_image
 from . import mesh
 from .colour import ColourStats, face_stats
+from .glasses import remove_glasses
 
 MAX_IOD = 160.0  # px: finest level's inter-ocular distance (a 720p face rarely beats it)
 MIN_IOD = 20.0  # px: coarsest level
@@ -105,13 +106,22 @@ def remove_hair(rgb: np.ndarray, points: np.ndarray, stats: ColourStats) -> tupl
     hair = (far & upper & (spared == 0)).astype(np.uint8)
     k = max(1, int(round(0.03 * iod)))
     hair = cv2.morphologyEx(hair, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    face = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.round(pts[list(mesh.OUTLINE)] * 16).astype(np.int32)), 1,
+                       cv2.LINE_8, 4)
+    # hair and hats reach in from beyond the face's outline; a patch with no part outside
+    # it is shade on the skin (a smile's folds by the nose, a dark cheek): cutting it let
+    # the target's own cheek show through a hole that moved with every frame
+    n, labels = cv2.connectedComponents(hair, connectivity=8)
+    if n > 1:
+        reaches_out = np.zeros(n, bool)
+        reaches_out[np.unique(labels[(hair > 0) & (face == 0)])] = True
+        reaches_out[0] = False
+        hair = reaches_out[labels].astype(np.uint8)
     g = max(1, int(round(0.1 * iod)))  # strands and the hair's soft edge around what was found
     hair = cv2.dilate(hair, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1, 2 * g + 1))) & upper
     if not hair.any():
         return rgb, np.full((h, w), 255, np.uint8)
-    face = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(face, cv2.convexHull(np.round(pts[list(mesh.OUTLINE)] * 16).astype(np.int32)), 1,
-                       cv2.LINE_8, 4)
     painted = rgb.copy()
     painted[hair > 0] = _skin_fill(rgb, face & (1 - hair) & ~far, stats, FILL_SIGMA * iod)[hair > 0]
     keep = cv2.GaussianBlur((1 - hair).astype(np.float32), (0, 0), max(0.5, KEEP_SOFTNESS * iod))
@@ -145,8 +155,9 @@ def prepare_source(rgb: np.ndarray, landmarks: np.ndarray, name: str) -> SourceF
     points = mesh.with_forehead(lm)
     x0, y0, x1, y1 = geo.bbox(points, pad=CROP_PAD, shape=rgb.shape)
     pts = points - (x0, y0)
-    stats = face_stats(rgb, points)
-    painted, keep = remove_hair(np.ascontiguousarray(rgb[y0:y1, x0:x1]), pts, stats)
+    crop, _ = remove_glasses(np.ascontiguousarray(rgb[y0:y1, x0:x1]), pts[:68])
+    stats = face_stats(crop, pts)
+    painted, keep = remove_hair(crop, pts, stats)
     crop = np.dstack([painted, keep])
     iod = geo.interocular(lm)
     scale = min(1.0, MAX_IOD / iod)
