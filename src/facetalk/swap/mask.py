@@ -21,6 +21,11 @@ from . import mesh
 # source's hairline, fringe or hat never reaches the target, the way most classical
 # swappers cut just above the brows.
 FOREHEAD_SHOWN = np.array([0.3, 0.35, 0.45, 0.6, 0.75, 0.75, 0.6, 0.45, 0.35, 0.3])
+# How far the jaw's part of the outline is pulled in towards the nose, in face widths: the
+# target's own jaw edge shows instead of the source's (a beard's or a smile's edges by the
+# jaw line are where dlib's jaw points caught on a swapped face: measured, they carried
+# most of its extra landmark jitter).
+JAW_INSET = 0.03
 
 
 def face_size(points: np.ndarray) -> float:
@@ -43,7 +48,11 @@ def mask_outline(points: np.ndarray, forehead: float | np.ndarray = FOREHEAD_SHO
     pts = np.asarray(points, np.float64)
     brows = pts[list(mesh.BROW_POINTS)]
     top = brows + np.reshape(forehead, (-1, 1)) * (pts[68:] - brows)
-    return np.concatenate([pts[:17], top[::-1]])
+    jaw = pts[:17]
+    if JAW_INSET > 0:
+        d = pts[30] - jaw
+        jaw = jaw + d * np.minimum(JAW_INSET * face_size(pts) / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6), 0.5)
+    return np.concatenate([jaw, top[::-1]])
 
 
 def face_mask(
