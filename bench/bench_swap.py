@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_swap.py                 # identity on 5 clips x 6 portraits, then speed
     .venv/bin/python bench/bench_swap.py --only speed    # or --only identity
     .venv/bin/python bench/bench_swap.py --seconds 3 --stride 3 --sources 2   # a quick look
+    .venv/bin/python bench/bench_swap.py --only identity --clips news,presenter --sources glasses,smiling
+                                  # a subset (name substrings): written to swap-subset.json
 
 Identity: each talking clip (cut to --seconds) is swapped with each frontal portrait as
 source. On every --stride-th output frame the face is re-detected and embedded (dlib):
@@ -24,7 +26,9 @@ process are reported too, with the start-up part split off (the same command on 
 first few frames) and the frame rate projected from the steady CPU per frame on free
 cores (the machine may be shared: see the load averages printed).
 
-Writes bench/results/swap.json.
+Writes bench/results/swap.json (the parts run: "identity", "speed"); a run on a subset of
+the clips or portraits writes bench/results/swap-subset.json instead, so the full table
+stays. --keep DIR keeps the swapped videos there.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetalk.eval.metrics import jitter
+from facetalk.eval.metrics import STABLE_POINTS, _similarity_residual, jitter
+from facetalk.face import geometry
 from facetalk.face.detect import find_faces, find_landmarks
 from facetalk.face.embed import embedding_distance, face_embedding
 from facetalk.face.models import FaceModels
@@ -115,12 +120,33 @@ def detector_floor(models: FaceModels, video: Path, frames: tuple[int, ...] = (0
     return float(np.mean(values)) if values else float("nan")
 
 
+# the stable points by part: where a swapped face's extra jitter sits
+GROUPS = {"jaw": np.r_[0:17], "brows": np.r_[17:27], "nose": np.r_[27:36], "eye_corners": np.r_[36, 39, 42, 45]}
+
+
+def group_jitter(landmarks: np.ndarray) -> dict[str, float]:
+    """jitter's frame-to-frame residual (similarity over all stable points removed), in
+    IOD, averaged over each group's points."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    ok = np.isfinite(lm).all(axis=(1, 2))
+    sums = {k: [] for k in GROUPS}
+    for t in np.nonzero(ok[1:] & ok[:-1])[0] + 1:
+        p, q = lm[t - 1], lm[t]
+        iod = 0.5 * (geometry.interocular(p) + geometry.interocular(q))
+        m = geometry.fit_similarity(p[STABLE_POINTS], q[STABLE_POINTS])
+        res = np.linalg.norm(geometry.apply(m, p) - q, axis=1) / iod
+        for k, idx in GROUPS.items():
+            sums[k].append(res[idx].mean())
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()}
+
+
 def _net(j: float, floor: float) -> float:
     return float(np.sqrt(max(j * j - floor * floor, 0.0)))
 
 
 def identity_case(models: FaceModels, clip: Path, target_lm: np.ndarray, target_emb: dict[int, np.ndarray],
-                  target_floor: float, source: Path, source_emb: np.ndarray, out: Path, stride: int) -> dict:
+                  target_floor: float, source: Path, source_emb: np.ndarray, out: Path, stride: int,
+                  target_groups: dict[str, float]) -> dict:
     t = time.perf_counter()
     result = swap(SwapRequest(sources=[str(source)], target=str(clip), output=str(out), label=False), models=models)
     seconds = time.perf_counter() - t
@@ -137,6 +163,7 @@ def identity_case(models: FaceModels, clip: Path, target_lm: np.ndarray, target_
     margin = d_tgt - d_src
     j_out, j_tgt = jitter(track.raw), jitter(target_lm)
     floor = detector_floor(models, out)
+    groups = group_jitter(track.raw)
     return {
         "target": clip.name, "source": source.name, "frames": len(margin),
         "frames_swapped": result.frames_swapped, "n_frames": result.n_frames,
@@ -145,6 +172,7 @@ def identity_case(models: FaceModels, clip: Path, target_lm: np.ndarray, target_
         "jitter_out": j_out, "jitter_target": j_tgt, "jitter_ratio": j_out / j_tgt if j_tgt > 0 else float("nan"),
         "floor_out": floor, "floor_target": target_floor, "floor_ratio": floor / target_floor,
         "net_jitter_ratio": _net(j_out, floor) / _net(j_tgt, target_floor) if _net(j_tgt, target_floor) > 0 else float("nan"),
+        "group_jitter_ratio": {k: round(v / target_groups[k], 3) for k, v in groups.items()},
         "swap_seconds": round(seconds, 2), "_margins": margin.tolist(),
     }
 
@@ -155,14 +183,26 @@ def _pct(x: np.ndarray) -> dict:
     return {f"p{p}": round(float(np.percentile(x, p)), 3) for p in (5, 25, 50, 75, 95)} | {"mean": round(float(x.mean()), 3)}
 
 
+def _pick(names: tuple[str, ...], spec: str | None) -> tuple[str, ...]:
+    """names matching a comma-separated list of substrings, or the first n for a number."""
+    if spec is None:
+        return names
+    if spec.isdigit():
+        return names[: int(spec)]
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    return tuple(n for n in names if any(k in n for k in keys))
+
+
 def run_identity(args, tmp: Path) -> dict:
     models = FaceModels()
     sources = []
-    for name in SOURCES[: args.sources]:
+    keep = Path(args.keep) if args.keep else tmp
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in _pick(SOURCES, args.sources):
         rgb = load_image(MEDIA / "faces" / name).rgb
         sources.append((MEDIA / "faces" / name, face_embedding(models, rgb, track_image(models, rgb))))
     rows = []
-    for clip_name in CLIPS:
+    for clip_name in _pick(CLIPS, args.clips):
         size = (1280, 720) if clip_name.startswith("presenter") else None
         clip = cut(MEDIA / "talking" / clip_name, args.seconds, tmp / clip_name, size)
         info = probe_video(clip)
@@ -170,14 +210,16 @@ def run_identity(args, tmp: Path) -> dict:
         target_emb = {k: face_embedding(models, f, track.raw[k]) for k, f in enumerate(iter_frames(clip))
                       if k % args.stride == 0 and track.present[k]}
         floor = detector_floor(models, clip)
+        target_groups = group_jitter(track.raw)
         for source, emb in sources:
             row = identity_case(models, clip, track.raw, target_emb, floor, source, emb,
-                                tmp / f"out-{clip.stem}-{source.stem}.mp4", args.stride)
+                                keep / f"out-{clip.stem}-{source.stem}.mp4", args.stride, target_groups)
             rows.append(row)
             print(f"{row['target']:<28} {row['source']:<22} closer to source {row['closer_to_source']:6.1%} "
                   f"({row['frames']} frames)  d_src p50 {row['d_src'].get('p50', float('nan')):.3f}  "
                   f"d_tgt p50 {row['d_tgt'].get('p50', float('nan')):.3f}  jitter x{row['jitter_ratio']:.2f} "
-                  f"(still-frame floor x{row['floor_ratio']:.2f}, net x{row['net_jitter_ratio']:.2f})", flush=True)
+                  f"(still-frame floor x{row['floor_ratio']:.2f}, net x{row['net_jitter_ratio']:.2f}; by part "
+                  + " ".join(f"{k} x{v:.2f}" for k, v in row["group_jitter_ratio"].items()) + ")", flush=True)
     margins = np.concatenate([r.pop("_margins") for r in rows])
     ratios = np.array([r["jitter_ratio"] for r in rows])
     nets = np.array([r["net_jitter_ratio"] for r in rows])
@@ -267,8 +309,12 @@ def main() -> int:
     ap.add_argument("--only", choices=["identity", "speed"], default=None)
     ap.add_argument("--seconds", type=float, default=6.0, help="length each clip is cut to (identity)")
     ap.add_argument("--stride", type=int, default=2, help="embed every n-th frame (identity)")
-    ap.add_argument("--sources", type=int, default=len(SOURCES), help="how many of the portraits to use")
+    ap.add_argument("--sources", default=None,
+                    help="the portraits to use: how many, or comma-separated name substrings (identity)")
+    ap.add_argument("--clips", default=None, help="the clips to use: comma-separated name substrings (identity)")
+    ap.add_argument("--keep", default=None, help="keep the swapped videos in this folder (identity)")
     args = ap.parse_args()
+    subset = _pick(SOURCES, args.sources) != SOURCES or _pick(CLIPS, args.clips) != CLIPS
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-swap-") as d:
         tmp = Path(d)
@@ -278,9 +324,13 @@ def main() -> int:
             results["speed"] = run_speed(args, tmp)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    path = out / "swap.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps(old | results, indent=2))
+    # the full identity table and the speed rows go to swap.json (each part replaced on
+    # its own, read just before writing: another run may have written the other part)
+    for name, part in (("swap-subset.json" if subset else "swap.json", "identity"), ("swap.json", "speed")):
+        if part in results:
+            path = out / name
+            old = json.loads(path.read_text()) if path.exists() else {}
+            path.write_text(json.dumps(old | {part: results[part]}, indent=2))
     ok = all(r["meets"] for r in results.get("speed", [])) and results.get("identity", {}).get("summary", {}).get("meets", True)
     return 0 if ok else 1
 
