@@ -15,7 +15,9 @@ batch process, in turns (a b, then b a: a change of load on the machine hits bot
 figure is the best of its --repeat runs), and, as another figure, (c) the batch with 2
 worker processes side by side.
 Each render's per-stage timings (RenderResult.timings, from the sidecars)
-show where the time goes. Prints the figures and the verdict; writes bench/results/batch.json.
+show where the time goes, and the CPU seconds of each side give the ceiling: the batch's
+CPU spread over every core, all the time, is the least wall time any schedule of it
+could take. Prints the figures and the verdict; writes bench/results/batch.json.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,10 +66,17 @@ def build_identities(home: Path, tmp: Path, footage_s: float) -> dict:
     return built
 
 
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds of one command."""
+    t0, c0 = time.perf_counter(), children_cpu()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, children_cpu() - c0
 
 
 def stage_sums(sidecars: list[Path]) -> dict[str, float]:
@@ -108,25 +118,27 @@ def main() -> int:
             waited += 30
         load_before = load_average()
 
-        def run_separate(folder: Path) -> tuple[float, list[float], list[float]]:
+        def run_separate(folder: Path) -> tuple[float, list[float], list[float], float]:
             folder.mkdir()
-            walls = []
+            walls, cpu = [], 0.0
             for name in names:
-                walls.append(timed([*exe, "render", "--identity", name, "--audio", str(audio), "-o",
-                                    str(folder / f"{name}.mp4"), "--quiet"], env))
+                wall, c = timed([*exe, "render", "--identity", name, "--audio", str(audio), "-o",
+                                 str(folder / f"{name}.mp4"), "--quiet"], env)
+                walls.append(wall)
+                cpu += c
             renders = [json.loads((folder / f"{n}.json").read_text())["seconds"] for n in names]
-            return sum(walls), walls, renders
+            return sum(walls), walls, renders, cpu
 
-        def run_batch(folder: Path, concurrency: int = 0) -> tuple[float, dict]:  # 0: the batch's default
-            t0 = time.perf_counter()
+        def run_batch(folder: Path, concurrency: int = 0) -> tuple[float, dict, float]:  # 0: the batch's default
+            t0, c0 = time.perf_counter(), children_cpu()
             proc = subprocess.run([*exe, "batch", "--audio", str(audio), "--identities", ",".join(names), "--out",
                                    str(folder), "--json", *(["--concurrency", str(concurrency)] if concurrency > 1 else [])],
                                   env=env,
                                   capture_output=True, text=True, check=False)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, children_cpu() - c0
             if proc.returncode != 0:
                 raise SystemExit(f"the batch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            return wall, json.loads(proc.stdout)
+            return wall, json.loads(proc.stdout), cpu
 
         # (a) and (b) in turns, a-b then b-a..., so a change of load on the machine hits both;
         # each figure is the best of its repeats (interference only ever adds time)
@@ -134,21 +146,22 @@ def main() -> int:
         for r in range(args.repeat):
             for which in (("a", "b") if r % 2 == 0 else ("b", "a")):
                 if which == "a":
-                    total, walls, renders = run_separate(tmp / f"separate-{r}")
-                    runs_a.append({"total_s": round(total, 2), "calls_s": [round(w, 2) for w in walls],
+                    total, walls, renders, cpu = run_separate(tmp / f"separate-{r}")
+                    runs_a.append({"total_s": round(total, 2), "cpu_s": round(cpu, 2), "calls_s": [round(w, 2) for w in walls],
                                    "render_s": renders, "folder": tmp / f"separate-{r}"})
                     print(f"(a) {len(names)} x facetalk render: {total:.1f} s "
                           f"({', '.join(f'{w:.1f}' for w in walls)})", flush=True)
                 else:
-                    wall, summary = run_batch(tmp / f"batch-{r}")
-                    runs_b.append({"total_s": round(wall, 2), "render_s": [x["seconds"] for x in summary["rows"]],
+                    wall, summary, cpu = run_batch(tmp / f"batch-{r}")
+                    runs_b.append({"total_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                                   "render_s": [x["seconds"] for x in summary["rows"]],
                                    "shared": summary["shared"], "folder": tmp / f"batch-{r}"})
                     print(f"(b) facetalk batch --identities {','.join(names)}: {wall:.1f} s", flush=True)
         best_a = min(runs_a, key=lambda x: x["total_s"])
         best_b = min(runs_b, key=lambda x: x["total_s"])
         conc_s = None
         if args.concurrency > 1:  # not shared loading: renders side by side (other figure, not the verdict's)
-            conc_s, _ = run_batch(tmp / "batch-c", args.concurrency)
+            conc_s, _, _ = run_batch(tmp / "batch-c", args.concurrency)
             print(f"(c) facetalk batch ... --concurrency {args.concurrency}: {conc_s:.1f} s", flush=True)
         stages_sep = stage_sums([best_a["folder"] / f"{n}.json" for n in names])
         stages_batch = stage_sums([best_b["folder"] / f"{n}.json" for n in names])
@@ -160,6 +173,10 @@ def main() -> int:
         batch_s, render_batch = best_b["total_s"], best_b["render_s"]
     total_sep = sum(separate)
     speedup = total_sep / batch_s
+    # what sharing can give at most: the batch's CPU spread over every core, all the time
+    cores = len(os.sched_getaffinity(0))
+    cpu_sep, cpu_batch = best_a["cpu_s"], best_b["cpu_s"]
+    ceiling = total_sep / (cpu_batch / cores)
     met = speedup >= TARGET
     row = {
         "audio_s": args.seconds, "identities": identities,
@@ -168,6 +185,8 @@ def main() -> int:
         "separate_render_s": render_sep,  # inside each process: pipeline.render alone
         "batch_s": round(batch_s, 2), "batch_render_s": render_batch, "shared": summary["shared"],
         "speedup": round(speedup, 3), "target": TARGET, "met": met,
+        "cpu_separate_s": cpu_sep, "cpu_batch_s": cpu_batch, "cores": cores,
+        "speedup_ceiling": round(ceiling, 3),  # separate wall / (batch CPU / cores)
         "concurrency": args.concurrency if conc_s is not None else None,
         "batch_concurrent_s": round(conc_s, 2) if conc_s is not None else None,
         "speedup_concurrent": round(total_sep / conc_s, 3) if conc_s is not None else None,
@@ -191,6 +210,9 @@ def main() -> int:
     if conc_s is not None:
         print(f"  (c) batch, {args.concurrency} worker processes: {conc_s:.1f} s ({total_sep / conc_s:.2f}x; "
               "renders side by side, not shared loading: not the target's figure)")
+    print(f"  CPU: separate {cpu_sep:.1f} s, batch {cpu_batch:.1f} s (shared loading saves {cpu_sep - cpu_batch:.1f} s); "
+          f"the batch's CPU on {cores} cores all the time would take {cpu_batch / cores:.1f} s: "
+          f"no schedule of this batch beats {ceiling:.2f}x")
     print(f"speed-up {speedup:.2f}x: {'meets' if met else 'MISSES'} the target (>= {TARGET:g}x)")
     return 0 if met else 1
 
