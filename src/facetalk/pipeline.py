@@ -152,7 +152,7 @@ def render(
                                                               getattr(registry, "home", None)))
     if request.fps is not None and not 1 <= request.fps <= 120:
         raise InputError(f"--fps {request.fps} is out of range (1 to 120)")
-    finish = finish_options(request)
+    finish = FinishOptions.of(request)
     finisher = Finisher(finish)  # LUT and enhancer model loaded (and checked) now
     for note in finisher.notes:
         ctx.warn(note)
@@ -222,14 +222,6 @@ def render(
     )
 
 
-def finish_options(request: RenderRequest) -> FinishOptions:
-    """The finishing steps a request asks for (facetalk.finish)."""
-    return FinishOptions(lut=request.lut, lut_strength=request.lut_strength, enhance=request.enhance,
-                         enhancer=request.enhancer, device=request.device, label=request.label,
-                         label_text=request.label_text, label_corner=request.label_corner,
-                         label_size=request.label_size, label_opacity=request.label_opacity)
-
-
 def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cache) -> RenderResult:
     """The text path: speak request.text into a temporary WAV (facetalk.tts, sentence by
     sentence, with the engine's phone timings), then render it as any audio. Text, voice
@@ -243,7 +235,7 @@ def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cach
     check_output_path(Path(request.output))
     if request.face:
         classify(request.face, role="--face")
-    finish_options(request).check()
+    FinishOptions.of(request).check()
     with tempfile.TemporaryDirectory(prefix="facetalk-tts-") as tmp:
         t = time.perf_counter()
         spoken = speak_to_wav(request.text, request.voice or DEFAULT_VOICE, Path(tmp) / "speech.wav",

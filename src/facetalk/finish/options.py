@@ -3,7 +3,7 @@ heavy work (facetalk.finish.chain.Finisher applies them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import InputError
@@ -37,6 +37,12 @@ class FinishOptions:
     label_corner: str = "bottom-right"
     label_size: float = DEFAULT_LABEL_SIZE
     label_opacity: float = DEFAULT_LABEL_OPACITY
+
+    @classmethod
+    def of(cls, request: object) -> FinishOptions:
+        """The finishing options of a request (render's or swap's) that has fields of
+        the same names."""
+        return cls(**{f.name: getattr(request, f.name) for f in fields(cls)})
 
     def check(self) -> None:
         """Raise InputError (one line naming the option and the fix) for a value out of

@@ -36,6 +36,7 @@ from ..finish.options import (
     DEFAULT_LABEL_OPACITY,
     DEFAULT_LABEL_SIZE,
     DEFAULT_LABEL_TEXT,
+    FinishOptions,
 )
 from ..framing import plan_framing
 from ..media.encode import VideoWriter, check_output_path
@@ -135,7 +136,7 @@ def _check_request(request: SwapRequest) -> tuple[str, str | int]:
         raise InputError(f"--mask-padding {request.mask_padding:g} is out of range: 0 to 0.4 of the face width")
     if not 0.0 <= request.mask_blur <= 0.5:
         raise InputError(f"--mask-blur {request.mask_blur:g} is out of range: 0 to 0.5 of the face width")
-    finish_options(request).check()  # label size, opacity, LUT and --enhancer files: before the heavy work
+    FinishOptions.of(request).check()  # label size, opacity, LUT and --enhancer files: before the heavy work
     out = Path(request.output)
     if kind == "image":
         _check_image_output(out, request.target)
@@ -189,18 +190,8 @@ def _reference_embedding(request: SwapRequest, models: FaceModels) -> np.ndarray
 def _finisher(request: SwapRequest, width: int, height: int):
     from ..finish import Finisher
 
-    options = finish_options(request)
+    options = FinishOptions.of(request)
     return Finisher(options, width, height), options
-
-
-def finish_options(request: SwapRequest):
-    """The request's finishing options (facetalk.finish.FinishOptions)."""
-    from ..finish import FinishOptions
-
-    return FinishOptions(lut=request.lut, lut_strength=request.lut_strength, enhance=request.enhance,
-                         enhancer=request.enhancer, device=request.device, label=request.label,
-                         label_text=request.label_text, label_corner=request.label_corner,
-                         label_size=request.label_size, label_opacity=request.label_opacity)
 
 
 def _metadata(options, sources: list[SourceFace], identity: str | None, target: str) -> dict[str, str]:
