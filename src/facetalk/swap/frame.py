@@ -51,7 +51,8 @@ def swap_face(
     # coloured and masked at full size: that is done at the source's scale and the result
     # upsampled (a face 280 px between the eyes: 17 -> 8 ms a frame)
     scale = level.iod / iod
-    if scale < WORK_SCALE:
+    scaled = scale < WORK_SCALE
+    if scaled:
         sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
         sx, sy = sw / w, sh / h
         work_pts = (pts - (x0, y0) + 0.5) * (sx, sy) - 0.5  # pixel centres map as cv2.resize maps them
@@ -63,7 +64,7 @@ def swap_face(
     face = apply_lut(np.ascontiguousarray(warped[..., :3]), lut)
     mask = face_mask(work_pts, work_box, style.mask_padding, style.mask_blur)
     mask *= warped[..., 3].astype(np.float32) * np.float32(1 / 255)
-    if work_box is not box:
+    if scaled:
         face = cv2.resize(face, (w, h), interpolation=cv2.INTER_LINEAR)
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     if style.blend == "poisson":

@@ -57,8 +57,8 @@ def find_rims(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray | None
     small = cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) if shrink < 1 else rgb
     scale = np.diag([shrink, shrink, 1.0])
     m, size = _canonical(lm)
-    m_small = m @ np.linalg.inv(scale)[:, :]  # canonical from small-image pixels
-    view = cv2.warpAffine(small, m_small[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m_small = m @ np.linalg.inv(scale)  # canonical from small-image pixels
+    view = cv2.warpAffine(small, m_small, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     c = geo.apply(m, lm)
     u = float(CANON_IOD)
     lum = cv2.cvtColor(view, cv2.COLOR_RGB2Lab)[..., 0]
