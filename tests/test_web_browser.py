@@ -1,5 +1,5 @@
 """The studio in a real browser: `facetalk serve` as a subprocess on a free loopback port,
-Debian's chromium driven by Playwright (never `playwright install`).
+Debian's chromium driven by Playwright (its own browser download is never used).
 
 Upload a photo and speech, render, watch progress reach 100%, play the result (its length
 is the audio's, within a frame), download the zip; a bad upload shows its error in the
