@@ -47,29 +47,31 @@ def kind_of(path: str | Path) -> MediaKind | None:
     return None
 
 
-def classify(path: str | Path, role: str = "face") -> MediaKind:
+def classify(path: str | Path, role: str = "face", option: str | None = None) -> MediaKind:
     """Check that `path` exists and is a kind `role` accepts; return that kind.
 
     role: "face" (image or video), "audio" (audio or video), "image" or "video"; a
-    leading "--" (the option's name) is accepted. Raises InputError naming the file when
-    it is missing, a folder, or unsupported.
+    leading "--" (the option's name) is accepted. option: the option the message names
+    when it is not --role (swap's --source takes an image). Raises InputError naming the
+    file when it is missing, a folder, or unsupported.
     """
     role = role.lstrip("-")
     allowed = ROLE_KINDS[role]
+    name = option or f"--{role}"
     p = Path(path)
     try:
         exists = p.exists()
     except OSError as e:  # a name longer than the file system allows, a bad byte in it
-        raise InputError(f"--{role} path cannot be used: {error_reason(e)} ({str(p)[:60]}...)") from None
+        raise InputError(f"{name} path cannot be used: {error_reason(e)} ({str(p)[:60]}...)") from None
     if not exists:
-        raise InputError(f"--{role} file {p} does not exist: check the path")
+        raise InputError(f"{name} file {p} does not exist: check the path")
     if not p.is_file():
-        raise InputError(f"--{role} {p} is not a file: give a file, not a folder")
+        raise InputError(f"{name} {p} is not a file: give a file, not a folder")
     kind = kind_of(p)
     if kind is None or kind not in allowed:
         exts = tuple(e for k in allowed for e in _KIND_EXTENSIONS[k])
         shown = p.suffix.lower() or "(none)"
-        raise InputError(f"unsupported format '{shown}' for --{role}: use {_names(exts)} ({p})")
+        raise InputError(f"unsupported format '{shown}' for {name}: use {_names(exts)} ({p})")
     return kind
 
 

@@ -121,10 +121,10 @@ def _check_request(request: SwapRequest) -> tuple[str, str | int]:
     if request.sources and request.identity:
         raise InputError("give either --source photos or --identity, not both")
     for s in request.sources:
-        classify(s, role="image")
-    kind = classify(request.target, role="face")
+        classify(s, role="image", option="--source")
+    kind = classify(request.target, role="face", option="--target")
     if request.reference is not None:
-        classify(request.reference, role="image")
+        classify(request.reference, role="image", option="--reference")
     mode = parse_target_face(request.target_face)
     if request.reference is not None and mode not in ("largest",):
         raise InputError("--reference picks the target face itself: leave out --target-face")
