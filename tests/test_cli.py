@@ -117,6 +117,19 @@ def test_bad_options(capsys, files):
     assert_one_line_error(code, err, "face")
 
 
+@pytest.mark.parametrize("args, words", [
+    (("render", "--fps", "abc"), ("--fps", "abc", "facetalk render --help")),
+    (("render", "--bogus"), ("no such option", "--bogus")),
+    (("grade", "--lut-strength", "2", "in.mp4", "-o", "out.mp4"), ("--lut-strength", "0.0<=x<=1.0")),
+    (("jobs", "list", "--state", "nope"), ("--state", "nope", "queued")),
+    (("jobs", "show"), ("missing argument", "facetalk jobs show --help")),
+    (("nosuch",), ("no such command", "nosuch")),
+])
+def test_click_usage_errors_are_one_line(capsys, args, words):
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, *words)
+
+
 def test_huge_image_is_downscaled_with_a_note(capsys, files):
     big = files["dir"] / "big.jpg"
     img = Image.fromarray(skimage.data.astronaut()).resize((6000, 6000))

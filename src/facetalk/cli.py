@@ -248,6 +248,10 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps user errors to one line and exit code 2."""
     if threading.current_thread() is threading.main_thread():
@@ -263,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:  # click's own "Usage: ... Try ... Error: ..." is four lines
+        where = e.ctx.command_path if e.ctx is not None else "facetalk"
+        click.echo(f"facetalk: error: {_one_line(e.format_message())} (see '{where} --help')", err=True)
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"facetalk: error: {_one_line(e.format_message())}", err=True)
         return e.exit_code
     except (click.Abort, KeyboardInterrupt):
         click.echo("facetalk: interrupted", err=True)
