@@ -24,6 +24,7 @@ from facetalk.eval.bench import cut_clip
 from facetalk.jobs.batch import read_manifest, row_request, valid_keys
 from facetalk.jobs.store import JobState, JobStore
 
+from .cli_helpers import assert_one_line_error
 from .conftest import decode_video, espeak, read_wav
 
 
@@ -392,3 +393,26 @@ def test_usage_errors(capsys, inputs):
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert main(["batch", "--help"]) == 0
     assert "2 when any row failed" in " ".join(capsys.readouterr().out.split())
+
+
+def test_command_line_finishing_options_reach_every_row(capsys, home, inputs, tmp_path):
+    m = inputs["dir"] / "labels.jsonl"
+    m.write_text('{"name": "own", "face": "face.png", "audio": "hello.wav", "label_size": 0.05}\n'
+                 '{"name": "given", "face": "face.png", "audio": "bye.wav"}\n')
+    code, text, _ = batch(capsys, m, "--out", tmp_path, "--submit-only", "--label-size", "0.03",
+                          "--label-opacity", "0.6", "--label-corner", "top-left")
+    assert code == 0, text
+    store = JobStore.at_home(home)
+    try:
+        jobs = {j.request["output"].rsplit("/", 1)[-1]: j for j in store.list(batch=text.split()[1].rstrip(":"))}
+        for j in jobs.values():
+            store.cancel(j.id)
+    finally:
+        store.close()
+    own, given = jobs["own.mp4"].request, jobs["given.mp4"].request
+    assert own["label_size"] == 0.05 and given["label_size"] == 0.03  # a row's own value wins
+    assert own["label_opacity"] == given["label_opacity"] == 0.6 and given["label_corner"] == "top-left"
+    for bad in (("--label-opacity", "3"), ("--lut-strength", "-1"), ("--lut", tmp_path / "none.cube")):
+        code, out, err = batch(capsys, m, "--out", tmp_path, "--submit-only", *bad)
+        assert_one_line_error(code, err, bad[0])  # the command's error, before any row is queued
+        assert not out

@@ -48,13 +48,16 @@ from ..errors import InputError
 @click.option("--label-text", default=None, help="Words of the visible label (rows without their own).")
 @click.option("--label-corner", type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left"]), default=None,
               help="Corner of the label (rows without their own).")
+@click.option("--label-size", type=float, default=None, help="Label text height over frame height (rows without their own).")
+@click.option("--label-opacity", type=float, default=None, help="Opacity of the whole label, 0.05-1 (rows without their own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "quiet_flag", is_flag=True, help="No progress lines; only the summary.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Facetalk home holding jobs.db, outputs/ and identities/ [default: $FACETALK_HOME, else the user data folder].")
 def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray_address, submit_only, max_attempts,
                   cpus, gpus, transcript, fps, size, seed, still, renderer, color_match, crf, identity_face, enhance,
-                  enhancer, lut, lut_strength, label, label_text, label_corner, as_json, quiet_flag, home):
+                  enhancer, lut, lut_strength, label, label_text, label_corner, label_size, label_opacity, as_json, quiet_flag,
+                  home):
     """Render many videos: one per row of MANIFEST, or --audio for each of --identities.
 
     \b
@@ -77,6 +80,7 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
     Exit code: 0 when every row succeeded (or was already done with --resume), 2 when any
     row failed, was cancelled or could not run (and for bad input, as for every command).
     """
+    from ..finish.options import DEFAULT_LABEL_TEXT, LABEL_CORNERS, check_finish_values
     from ..home import facetalk_home
     from .batch import Batch, format_summary, run_batch
     from .worker import stop_on_signals
@@ -88,11 +92,15 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
     if submit_only and ray_address:
         raise InputError("--submit-only queues the rows without running them: leave out --ray (run them later with "
                          "'facetalk worker --ray ADDRESS --batch ID')")
+    # options given here apply to every row: a bad one is the command's error, not each row's
+    check_finish_values(lut, lut_strength, enhancer, DEFAULT_LABEL_TEXT if label_text is None else label_text,
+                        label_corner or LABEL_CORNERS[0], label_size, label_opacity)
     home_path = Path(home).expanduser() if home else facetalk_home()
     defaults = {k: v for k, v in {"fps": fps, "size": size, "seed": seed, "still": still or None, "renderer": renderer,
                                   "color_match": color_match, "crf": crf, "identity_face": identity_face, "cpus": cpus,
                                   "gpus": gpus, "enhance": enhance or None, "lut_strength": lut_strength,
-                                  "label": label, "label_text": label_text, "label_corner": label_corner}.items()
+                                  "label": label, "label_text": label_text, "label_corner": label_corner,
+                                  "label_size": label_size, "label_opacity": label_opacity}.items()
                 if v is not None}
     for key, path in (("lut", lut), ("enhancer", enhancer)):  # relative to here, not to a manifest
         if path:
