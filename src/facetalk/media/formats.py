@@ -97,7 +97,7 @@ def open_media(path: str | Path, what: str) -> av.container.InputContainer:
         return av.open(str(p), mode="r")
     except (av.FFmpegError, OSError, ValueError) as e:
         raise InputError(
-            f"cannot read {what} {p}: {error_reason(e)} (is it truncated or not a {what} file?)"
+            f"cannot read {what} {p}: {error_reason(e)} (is it truncated or not {'an' if what[:1] in 'aeiou' else 'a'} {what} file?)"
         ) from e
 
 
