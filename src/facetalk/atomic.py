@@ -10,15 +10,20 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
+def replacing(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     """A hidden temporary name beside path (.NAME.<random>.part), to write to; renamed onto
     path when the block ends without an exception, removed when it raises. An OSError
     (disk full, no permission) propagates for the caller to name the file and the fix.
+    keep_suffix: .STEM.<random>.part.SUFFIX instead, for writers that go by the suffix
+    (and the name jobs.outputs.clean_partials knows for videos).
 
         with replacing(out) as tmp:
             tmp.write_text(text)
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    path = Path(path)
+    token = secrets.token_hex(4)
+    name = f".{path.stem}.{token}.part{path.suffix}" if keep_suffix else f".{path.name}.{token}.part"
+    tmp = path.with_name(name)
     try:
         yield tmp
         os.replace(tmp, path)

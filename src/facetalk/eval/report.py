@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
 from ..errors import OutputError
 from .run import EvalResult
 
@@ -140,12 +140,10 @@ def write_json(data: dict | list, path: str | Path) -> Path:
     p = Path(path)
     if not p.absolute().parent.is_dir():
         raise OutputError(f"cannot write {p}: folder {p.absolute().parent} does not exist")
-    tmp = p.with_name(f".{p.name}.part")
     try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
-        os.replace(tmp, p)
+        with replacing(p) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {p}: {e.strerror} (choose another path)") from None
     return p
 

@@ -39,7 +39,6 @@ import json
 import os
 import queue
 import re
-import secrets
 import shutil
 import socket
 import tempfile
@@ -434,16 +433,10 @@ def _write_atomic(out: Path, data: bytes) -> None:
     from ..errors import OutputError
     from ..media.formats import error_reason
 
-    tmp = out.with_name(f".{out.stem}.{secrets.token_hex(4)}.part.mp4")
     try:
-        with open(tmp, "xb") as f:
+        with replacing(out, keep_suffix=True) as tmp, open(tmp, "xb") as f:
             f.write(data)
-        os.replace(tmp, out)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise OutputError(f"cannot write {out}: {error_reason(e)} (choose another output folder)") from None
 
 

@@ -18,7 +18,6 @@ the target's sound. Frames where no target face was found pass through unchanged
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
 from ..context import RunContext
 from ..errors import InputError, NoFaceError, OutputError
 from ..face import geometry as geo
@@ -275,19 +275,17 @@ def _write_image(path: Path, rgb: np.ndarray, metadata: dict[str, str]) -> None:
     written under a hidden temporary name and renamed into place."""
     from PIL import Image, PngImagePlugin
 
-    tmp = path.absolute().parent / f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}"
     image = Image.fromarray(rgb)
     try:
-        if path.suffix.lower() == ".png":
-            info = PngImagePlugin.PngInfo()
-            for key, value in metadata.items():
-                info.add_itxt(key, value)
-            image.save(tmp, format="PNG", pnginfo=info)
-        else:
-            image.save(tmp, format="JPEG", quality=95, comment=metadata["comment"].encode())
-        os.replace(tmp, path)
+        with replacing(path.absolute(), keep_suffix=True) as tmp:
+            if path.suffix.lower() == ".png":
+                info = PngImagePlugin.PngInfo()
+                for key, value in metadata.items():
+                    info.add_itxt(key, value)
+                image.save(tmp, format="PNG", pnginfo=info)
+            else:
+                image.save(tmp, format="JPEG", quality=95, comment=metadata["comment"].encode())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {error_reason(e)} (choose another output folder)") from e
 
 
