@@ -130,6 +130,13 @@ def test_click_usage_errors_are_one_line(capsys, args, words):
     assert_one_line_error(code, err, *words)
 
 
+@pytest.mark.parametrize("args", [(), ("jobs",), ("identity",)])
+def test_a_bare_command_group_prints_its_help(capsys, args):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and not err
+    assert out.startswith(f"Usage: facetalk {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND") and "Commands:" in out
+
+
 def test_huge_image_is_downscaled_with_a_note(capsys, files):
     big = files["dir"] / "big.jpg"
     img = Image.fromarray(skimage.data.astronaut()).resize((6000, 6000))

@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare `facetalk` or `facetalk jobs`: the help
+        click.echo(e.ctx.get_help())
+        return 0
     except click.UsageError as e:  # click's own "Usage: ... Try ... Error: ..." is four lines
         where = e.ctx.command_path if e.ctx is not None else "facetalk"
         click.echo(f"facetalk: error: {_one_line(e.format_message())} (see '{where} --help')", err=True)
