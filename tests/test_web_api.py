@@ -16,6 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -24,11 +25,13 @@ if importlib.util.find_spec("gradio") is None:  # not imported here: the app imp
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from facetalk.face.detect import detect_landmarks  # noqa: E402
 from facetalk.jobs.store import JobStore  # noqa: E402
 from facetalk.web import ServerConfig, create_app  # noqa: E402
 from facetalk.web.config import ConfigError  # noqa: E402
 from facetalk.web.service import Service  # noqa: E402
 
+from .finish_fixtures import write_onnx  # noqa: E402
 from .identity_fixtures import write_version  # noqa: E402
 from .web_fixtures import (  # noqa: E402
     audio_seconds,
@@ -555,3 +558,97 @@ def test_openapi_lists_every_endpoint(client):
         assert method in paths[path], (path, method)
     body = paths["/v1/jobs"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
+
+
+# -- a face-restoration model (--enhancer) over the web -------------------------------------
+
+def test_enhancer_upload_runs_on_the_face(rendering, media, face_models, tmp_path):
+    """An uploaded .onnx model is kept under uploads/, named in the job's request, run by the
+    worker on the face (a model that inverts colours: plain to see) and named in the MP4's
+    tags; deleting the job removes the upload."""
+    import av
+
+    from .conftest import decode_video
+
+    client, home = rendering
+    model = write_onnx(tmp_path / "invert.onnx", op="Neg")
+    common = {"still": "true", "crf": "0", "label": "false"}
+    up = _upload(media, **common)
+    up["files"]["enhancer"] = ("my restorer.onnx", model.read_bytes(), "application/octet-stream")
+    r = client.post("/v1/jobs", **up)
+    assert r.status_code == 201, r.text
+    restored_id = r.json()["id"]
+    plain_id = client.post("/v1/jobs", **_upload(media, **common)).json()["id"]
+    store = JobStore.at_home(home)
+    stored = store.get(restored_id).request["enhancer"]
+    assert Path(stored).name == "enhancer.onnx" and Path(stored).parent.parent == home / "uploads"
+    assert Path(stored).read_bytes() == model.read_bytes()
+    assert "enhancer" not in store.get(plain_id).request
+    for job_id in (restored_id, plain_id):
+        assert store.wait(job_id, timeout=180).state == "succeeded", store.get(job_id).error
+
+    videos = {}
+    for job_id in (restored_id, plain_id):
+        path = tmp_path / f"{job_id}.mp4"
+        path.write_bytes(client.get(f"/v1/jobs/{job_id}/output").content)
+        with av.open(str(path)) as c:
+            videos[job_id] = (dict(c.metadata), decode_video(path)[0])
+    side = client.get(f"/v1/jobs/{restored_id}/output", params={"file": "sidecar"}).json()
+    assert side["request"]["enhancer"] == stored
+    tags, got = videos[restored_id]
+    assert tags["finish"] == "enhancer enhancer.onnx" and tags["ai_generated"] == "true", tags
+    plain_tags, plain = videos[plain_id]
+    assert plain_tags["finish"] == "none"
+    assert len(got) == len(plain) > 10
+    lm = detect_landmarks(face_models, plain[3])
+    nose = (slice(int(lm[28, 1]), int(lm[30, 1])), slice(int(lm[31, 0]), int(lm[35, 0])))
+    inverted = np.abs(got[3][nose].astype(np.float32) - (255 - plain[3][nose].astype(np.float32))).mean()
+    assert inverted < 8, f"the model ran on the face: {inverted:.1f} from the inverted nose"
+    assert np.array_equal(got[3][:, :20], plain[3][:, :20]), "far from the face nothing changes"
+
+    assert client.delete(f"/v1/jobs/{restored_id}").status_code == 204
+    assert not Path(stored).parent.exists(), "the uploaded model goes with its job"
+
+
+def test_enhancer_by_server_path_and_refusals(client, media, home, tmp_path):
+    """A model by absolute path on the server is stored as that path; a relative path or a
+    URL is refused (never fetched, even with --allow-urls); nothing is queued then."""
+    model = write_onnx(tmp_path / "restore.onnx", shape=(1, 3, "h", "w"))  # dynamic size: facetalk's 512
+    body = {"face": str(media["photo"]), "audio": str(media["audio"])}
+    r = client.post("/v1/jobs", json={**body, "enhancer": str(model)})
+    assert r.status_code == 201, r.text
+    assert JobStore.at_home(home).get(r.json()["id"]).request["enhancer"] == str(model)
+    for value, words in [("restore.onnx", "--enhancer restore.onnx: give an absolute path on the server"),
+                         ("https://example.com/gfpgan.onnx",
+                          "enhancer gfpgan.onnx: upload the .onnx model, or give an absolute path on the server"),
+                         (str(tmp_path / "none.onnx"), f"--enhancer file {tmp_path / 'none.onnx'} does not exist"),
+                         (str(media["photo"]), "(its name must end in .onnx)")]:
+        r = client.post("/v1/jobs", json={**body, "enhancer": value})
+        assert r.status_code == 422 and words in r.json()["detail"], (value, r.text)
+    with _client(home, allow_urls=True) as c:
+        r = c.post("/v1/jobs", files={"face": ("p.png", media["photo"].read_bytes()),
+                                      "audio": ("a.wav", media["audio"].read_bytes())},
+                   data={"enhancer": "http://127.0.0.1:9/gfpgan.onnx"})
+        assert r.status_code == 422 and "upload the .onnx model" in r.json()["detail"], r.text
+    assert len(client.get("/v1/jobs").json()["jobs"]) == 1
+    assert not list((home / "uploads").glob("*"))
+
+
+@pytest.mark.parametrize("make, name, words", [
+    (lambda d: write_onnx(d / "m.onnx", shape=(1, 1, 512, 512)).read_bytes(), "grey model.onnx",
+     "--enhancer grey model.onnx: its input 'x' has shape [1, 1, 512, 512], not a batch of RGB images"),
+    (lambda d: write_onnx(d / "m.onnx", shape=(1, 3, 512, 256)).read_bytes(), "wide model.onnx",
+     "--enhancer wide model.onnx: its input 'x' has shape [1, 3, 512, 256]: the face crop must be square"),
+    (lambda d: b"not a model\n" * 100, "junk.onnx", "--enhancer junk.onnx cannot be loaded by onnxruntime"),
+    (lambda d: write_onnx(d / "m.onnx").read_bytes(), "gfpgan.pth",
+     "unsupported format '.pth' for --enhancer: use onnx (gfpgan.pth)"),
+], ids=["grey", "wide", "junk", "not-onnx"])
+def test_bad_enhancer_upload_is_refused_by_its_name(client, media, home, tmp_path, make, name, words):
+    r = client.post("/v1/jobs", files={"face": ("p.png", media["photo"].read_bytes()),
+                                        "audio": ("a.wav", media["audio"].read_bytes()),
+                                        "enhancer": (name, make(tmp_path))})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert words in detail and "\n" not in detail and str(home) not in detail, detail
+    assert client.get("/v1/jobs").json()["jobs"] == []
+    assert not list((home / "uploads").glob("*")), "the refused upload is not kept"

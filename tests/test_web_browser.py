@@ -307,23 +307,27 @@ def test_batch_manifest_and_identities(browser, server, media):
 
 
 def test_finishing_controls_reach_the_video(browser, server, media):
-    """The Create tab's Finishing section: a .cube upload (red and blue swapped), enhance and
-    the label's text end up in the rendered MP4's provenance tags and in its pixels."""
+    """The Create tab's Finishing section: a .cube upload (red and blue swapped), an .onnx
+    face-restoration model, enhance and the label's text end up in the rendered MP4's
+    provenance tags and in its pixels."""
     import av
     import numpy as np
 
     from .conftest import decode_video
-    from .finish_fixtures import write_cube
+    from .finish_fixtures import write_cube, write_onnx
 
     cube = write_cube(media["dir"] / "swap.cube")
+    model = write_onnx(media["dir"] / "restore.onnx")  # Identity: the face comes back as it went in
     page = _open_studio(browser, server.url)
     page.locator("#face-file input[type=file]").set_input_files(str(media["photo"]))
     page.locator("#audio-file input[type=file]").set_input_files(str(media["audio"]))
     page.get_by_text("Finishing").click()
     page.locator("#lut-file input[type=file]").set_input_files(str(cube))
+    page.locator("#enhancer-file input[type=file]").set_input_files(str(model))
     _wait_uploaded(page, "#face-file", media["photo"])
     _wait_uploaded(page, "#audio-file", media["audio"])
     _wait_uploaded(page, "#lut-file", cube)
+    _wait_uploaded(page, "#enhancer-file", model)
     page.locator("#enhance input[type=checkbox]").check()
     page.get_by_label("Label text").fill("Synthetic presenter")
     _shot(page, "05-finishing")
@@ -336,7 +340,7 @@ def test_finishing_controls_reach_the_video(browser, server, media):
     with av.open(str(video)) as c:
         tags = dict(c.metadata)
     assert tags["ai_generated"] == "true" and "Synthetic presenter" in tags["label"], tags
-    assert "lut " in tags["finish"] and "enhance" in tags["finish"], tags
+    assert "lut " in tags["finish"] and "enhance;" in tags["finish"] and "enhancer " in tags["finish"], tags
     # the grade reached the pixels: the frame's mean colour is the photo's with red and blue swapped
     from PIL import Image
 

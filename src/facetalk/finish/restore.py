@@ -67,7 +67,8 @@ class FaceRestorer:
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several kinds for a bad file
-            reason = " ".join(str(e).split())[:160]
+            # onnxruntime quotes the path: named before cutting, so a long path is not cut in two
+            reason = " ".join(str(e).replace(str(self.path), self.path.name).split())[:160]
             raise InputError(f"--enhancer {self.path} cannot be loaded by onnxruntime ({reason}): give a "
                              "face-restoration model exported to ONNX (GFPGAN, CodeFormer)") from None
         inputs = self.session.get_inputs()

@@ -31,7 +31,8 @@ SSE_KEEPALIVE_S = 15.0
 
 class RenderOptions(BaseModel):
     """A render to queue. face and audio: an uploaded file (multipart), an absolute path on
-    the server, or an http(s) URL (fetched only when the server runs with --allow-urls)."""
+    the server, or an http(s) URL (fetched only when the server runs with --allow-urls);
+    lut and enhancer: an uploaded file or an absolute path on the server, never a URL."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +54,9 @@ class RenderOptions(BaseModel):
         "mean", description="Match the colour of the new mouth to the face around it: by mean, histogram, or not.")
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better).")
     enhance: bool = Field(False, description="Sharpen detail in the mouth (teeth, lips) and, gently, the face.")
+    enhancer: str | None = Field(None, max_length=4096, description="A face-restoration model exported to ONNX "
+                                 "(GFPGAN, CodeFormer) run on the face: an uploaded .onnx file (multipart) or an "
+                                 "absolute path on the server.")
     lut: str | None = Field(None, max_length=4096, description="A .cube colour grade: an uploaded file (multipart) or "
                             "an absolute path on the server.")
     lut_strength: float = Field(1.0, ge=0, le=1, description="How much of the lut grade: 0 (none) to 1.")
@@ -143,7 +147,7 @@ ERRORS = {404: {"model": Detail}, 409: {"model": Detail}, 422: {"model": Detail}
 def _render_body_schema() -> dict:
     schema = RenderOptions.model_json_schema()
     multipart = json.loads(json.dumps(schema))
-    for k in ("face", "audio", "lut"):
+    for k in ("face", "audio", "lut", "enhancer"):
         multipart["properties"][k] = {"anyOf": [{"type": "string", "format": "binary"}, {"type": "string"}],
                                       "description": schema["properties"][k].get("description", "")}
     return {"required": True, "content": {"application/json": {"schema": schema},
@@ -193,8 +197,8 @@ def api_router(service: Service) -> APIRouter:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         form = None
         if ctype == "multipart/form-data":
-            form = await uploads.receive_form(request, config.home, {"face": "face", "audio": "audio", "lut": "lut"},
-                                              config.max_upload_bytes)
+            form = await uploads.receive_form(request, config.home, {"face": "face", "audio": "audio", "lut": "lut",
+                                                                     "enhancer": "enhancer"}, config.max_upload_bytes)
             raw: dict = {k: v[-1] for k, v in form.fields.items()}
             files = {k: v[-1] for k, v in form.files.items()}
             for k in files:
@@ -354,12 +358,13 @@ def _submit(service: Service, opts: RenderOptions, files: dict[str, Upload], fol
         face = service.resolve(files.get("face") or opts.face, "face", "face", holder)
         audio = service.resolve(files.get("audio") or opts.audio, "audio", "audio", holder)
         lut = service.resolve_lut(files.get("lut") or opts.lut)
+        enhancer = service.resolve_enhancer(files.get("enhancer") or opts.enhancer)
         options = opts.model_dump(include={"identity", "identity_face", "transcript", "fps", "size", "seed", "still",
                                            "face_index", "renderer", "color_match", "crf", "text", "voice", "enhance",
                                            "lut_strength", "label", "label_text", "label_corner", "label_size",
                                            "label_opacity"})
         return service.submit(options, face, audio, name=opts.name, batch=opts.batch, max_attempts=opts.max_attempts,
-                              lut=lut)
+                              lut=lut, enhancer=enhancer)
     except BaseException:
         uploads.discard(holder[0])
         raise

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .uploads import Conflict, NotFound, Upload, WebError
 RENDER_OPTIONS = ("identity", "identity_face", "transcript", "fps", "size", "seed", "still", "face_index", "renderer",
                   "color_match", "crf", "text", "voice", "enhance", "lut_strength", "label", "label_text",
                   "label_corner", "label_size", "label_opacity")
+UPLOAD_KEYS = ("face", "audio", "lut", "enhancer")  # request keys that may name a file in uploads/
 TTS_MISSING = "text-to-speech comes with a later version: upload a recording of the words"
 ZIP_KEEP_S = 3600.0
 
@@ -129,37 +131,58 @@ class Service:
         message names the file as the user named it)."""
         from ..finish.lut import load_lut
 
+        return self._resolve_file(value, "lut", "the .cube file", load_lut)
+
+    def resolve_enhancer(self, value: Upload | str | None) -> Input | None:
+        """A face-restoration .onnx model given as an upload or a path on the server, loaded
+        on the CPU to check it as a render would (an RGB, square input; the message names
+        the file as the user named it). The session is dropped: the worker loads its own."""
+        from ..finish.options import FinishOptions
+        from ..finish.restore import FaceRestorer
+
+        def check(path: Path) -> None:
+            FinishOptions(enhancer=str(path)).check()  # there, a file, named .onnx: before loading it
+            FaceRestorer(path, "cpu")
+
+        return self._resolve_file(value, "enhancer", "the .onnx model", check)
+
+    @staticmethod
+    def _resolve_file(value: Upload | str | None, role: str, what: str, check: Callable[[Path], object]) -> Input | None:
+        """An upload, or an absolute path on the server (never a URL), checked by check(path)
+        with any error naming the file as the user named it."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if isinstance(value, Upload):
             inp = Input(value.path, value.filename, True)
         elif uploads.is_url(value):
-            raise InputError(f"lut {uploads.display_name(value)}: upload the .cube file, or give an absolute path on "
-                             "the server")
+            raise InputError(f"{role} {uploads.display_name(value)}: upload {what}, or give an absolute path on the "
+                             "server")
         else:
-            inp = Input(uploads.server_path(value, "lut"), value.strip(), False)
+            inp = Input(uploads.server_path(value, role), value.strip(), False)
         try:
-            load_lut(inp.path)
+            check(inp.path)
         except FacetalkError as e:
-            e.args = (str(e).replace(str(inp.path), inp.display),)
+            marked = str(e).replace(str(inp.path), "\x00").replace(inp.path.name, "\x00")  # path or bare name
+            e.args = (marked.replace("\x00", inp.display),)
             raise
         return inp
 
     def submit(self, options: dict, face: Input | None, audio: Input | None, name: str | None = None,
-               batch: str | None = None, max_attempts: int = 3, lut: Input | None = None) -> Job:
+               batch: str | None = None, max_attempts: int = 3, lut: Input | None = None,
+               enhancer: Input | None = None) -> Job:
         """Queue a render. options: RENDER_OPTIONS (None or missing: the default); lut: a
-        colour grade (resolve_lut)."""
-        d, versions = self.build(options, face, audio, lut)
+        colour grade (resolve_lut); enhancer: a face-restoration model (resolve_enhancer)."""
+        d, versions = self.build(options, face, audio, lut, enhancer)
         if not name:
             source = face.display if face is not None else str(options.get("identity", "")).split("@")[0]
             name = Path(source).stem if face is not None else source
         job = self.store.submit(d, name=safe_name(name), batch=safe_name(batch) if batch else None,
                                 max_attempts=max_attempts, versions=versions)
-        self._remember_names(job, [i for i in (face, audio, lut) if i is not None])
+        self._remember_names(job, [i for i in (face, audio, lut, enhancer) if i is not None])
         return job
 
     def build(self, options: dict, face: Input | None, audio: Input | None,
-              lut: Input | None = None) -> tuple[dict, dict]:
+              lut: Input | None = None, enhancer: Input | None = None) -> tuple[dict, dict]:
         """The request a job would store, checked (as prepare_request checks), and versions."""
         from ..framing import parse_size
         from ..jobs.runner import prepare_request
@@ -192,6 +215,8 @@ class Service:
         request.update(face=str(face.path) if face else None, audio=str(audio.path) if audio else None, output=None)
         if lut is not None:
             request["lut"] = str(lut.path)
+        if enhancer is not None:
+            request["enhancer"] = str(enhancer.path)
         return prepare_request(request, self.home)  # text requests included: it checks text like audio
 
     def _remember_names(self, job: Job, inputs: list[Input]) -> None:
@@ -267,12 +292,12 @@ class Service:
 
     def _release_uploads(self, job: Job) -> None:
         root = uploads.uploads_dir(self.home)
-        folders = {Path(v).parent for k in ("face", "audio", "lut") if (v := job.request.get(k))
+        folders = {Path(v).parent for k in UPLOAD_KEYS if (v := job.request.get(k))
                    and Path(v).parent.parent == root}
         if not folders:
             return
         for other in self.store.list():
-            for k in ("face", "audio", "lut"):
+            for k in UPLOAD_KEYS:
                 v = other.request.get(k)
                 if v and Path(v).parent in folders:
                     folders.discard(Path(v).parent)

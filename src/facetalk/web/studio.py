@@ -116,6 +116,14 @@ def build_studio(service: Service):
         up = uploads.ingest(Path(lut_file), _file_name(lut_file), "lut", "lut", folder_path, config.max_upload_bytes)
         return service.resolve_lut(up)
 
+    def enhancer_input(enhancer_file, folder: list):
+        if not enhancer_file:
+            return None
+        folder_path = folder[0] = folder[0] or uploads.new_folder(config.home)
+        up = uploads.ingest(Path(enhancer_file), _file_name(enhancer_file), "enhancer", "enhancer", folder_path,
+                            config.max_upload_bytes)
+        return service.resolve_enhancer(up)
+
     def options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed) -> dict:
         opts = {"identity": identity or None, "identity_face": identity_face or "clip",
                 "transcript": (transcript or "").strip() or None, "renderer": None if renderer in (None, "", "auto") else renderer,
@@ -142,7 +150,7 @@ def build_studio(service: Service):
     # -- Create --------------------------------------------------------------------------------
 
     def submit(face_file, identity, identity_face, audio_file, text, voice, transcript, renderer, size, fps, still,
-               color_match, crf, seed, enhance, lut_file, lut_strength, label, label_text):
+               color_match, crf, seed, enhance, enhancer_file, lut_file, lut_strength, label, label_text):
         folder: list = [None]
         try:
             if not face_file and not identity:
@@ -150,11 +158,12 @@ def build_studio(service: Service):
             face = face_input(face_file, folder)
             audio = speech_input(audio_file, folder)
             lut = lut_input(lut_file, folder)
+            enhancer = enhancer_input(enhancer_file, folder)
             opts = options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed)
             opts.update(finishing_from(enhance, lut_strength, label, label_text))
             if text and text.strip():
                 opts.update(text=text.strip(), voice=voice or None)
-            job = service.submit(opts, face, audio, lut=lut)
+            job = service.submit(opts, face, audio, lut=lut, enhancer=enhancer)
         except FacetalkError as e:
             uploads.discard(folder[0])
             return error_html(str(e)), None, gr.Timer(active=False), "", None, gr.update(visible=False)
@@ -412,6 +421,8 @@ def build_studio(service: Service):
                         with gr.Accordion("Finishing", open=False):
                             enhance = gr.Checkbox(label="Enhance: sharpen the mouth (teeth, lips) and, gently, the face",
                                                   elem_id="enhance")
+                            enhancer_file = gr.File(label="Face restoration: an .onnx model (optional)",
+                                                    elem_id="enhancer-file")
                             lut_file = gr.File(label="Colour grade: a .cube LUT (optional)", elem_id="lut-file")
                             lut_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Grade strength",
                                                      elem_id="lut-strength")
@@ -519,8 +530,8 @@ def build_studio(service: Service):
         # -- events ------------------------------------------------------------------------------
         quiet = {"show_progress": "hidden", "concurrency_limit": None}
         render_button.click(submit, [face_file, identity, identity_face, audio_file, text, voice, transcript, renderer,
-                                     size, fps, still, color_match, crf, seed, enhance, lut_file, lut_strength, label,
-                                     label_text],
+                                     size, fps, still, color_match, crf, seed, enhance, enhancer_file, lut_file,
+                                     lut_strength, label, label_text],
                             [create_status, current_job, create_timer, create_progress, result, result_links],
                             concurrency_limit=2)
         create_timer.tick(follow, current_job, [create_timer, create_progress, result, result_links, create_status],

@@ -36,8 +36,10 @@ _ROLE_EXTENSIONS = {
     "video": (".mp4", ".mov", ".mkv", ".webm"),
     "audio": (".wav", ".mp3", ".m4a", ".flac", ".ogg"),
 }
-# Roles whose files are not media: the extensions each takes (the upload's kind is the role)
-_FILE_ROLES = {"lut": (".cube",)}
+# Roles whose files are not media: the extensions each takes (the upload's kind is the role).
+# A face-restoration model (GFPGAN's ONNX is ~330 MB) has the same per-request size limit
+# as media (--max-upload-mb, default 500).
+_FILE_ROLES = {"lut": (".cube",), "enhancer": (".onnx",)}
 _CONTENT_TYPES = {
     "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "video/mp4": ".mp4",
     "video/quicktime": ".mov", "video/x-matroska": ".mkv", "video/webm": ".webm", "audio/wav": ".wav",
@@ -70,7 +72,7 @@ class Upload:
     path: Path  # on the server, chosen by the server
     filename: str  # as the client named it: for messages only
     size: int
-    kind: MediaKind  # or "lut" for a colour grade
+    kind: MediaKind  # or "lut" for a colour grade, "enhancer" for a face-restoration model
 
 
 @dataclass
@@ -124,7 +126,7 @@ def _names(extensions: tuple[str, ...]) -> str:
 
 def check_extension(filename: str, role: str) -> tuple[MediaKind, str]:
     """(kind, lower-case extension) of an upload's name for a role ('face', 'audio',
-    'footage', 'image', 'lut'); InputError worded as the CLI words it otherwise."""
+    'footage', 'image', 'lut', 'enhancer'); InputError worded as the CLI words it otherwise."""
     ext = Path(display_name(filename)).suffix.lower()
     if role in _FILE_ROLES:
         if ext not in _FILE_ROLES[role]:
@@ -184,7 +186,8 @@ class _Parts:
 async def receive_form(request, home: Path, file_roles: dict[str, str], limit: int) -> Form:
     """Read a multipart/form-data body, streaming file parts to a new upload folder.
 
-    file_roles: form field -> the role its files must fit ('face', 'audio', 'footage').
+    file_roles: form field -> the role its files must fit ('face', 'audio', 'footage', 'lut',
+    'enhancer').
     Raises TooLarge past `limit` bytes (checked against Content-Length first, then while
     reading), WebError for a malformed form, InputError for a file of the wrong format;
     the upload folder is removed then."""
