@@ -577,6 +577,7 @@ def test_enhancer_upload_runs_on_the_face(rendering, media, face_models, tmp_pat
     up["files"]["enhancer"] = ("my restorer.onnx", model.read_bytes(), "application/octet-stream")
     r = client.post("/v1/jobs", **up)
     assert r.status_code == 201, r.text
+    assert r.json()["request"]["enhancer"] == "my restorer.onnx"  # the user's name, not the server's path
     restored_id = r.json()["id"]
     plain_id = client.post("/v1/jobs", **_upload(media, **common)).json()["id"]
     store = JobStore.at_home(home)

@@ -377,7 +377,7 @@ class Service:
         d = job.to_dict()
         d["error"] = self.shown(job.error)
         d["request"] = {k: v for k, v in job.request.items() if v is not None}
-        for k in ("face", "audio"):
+        for k in UPLOAD_KEYS:  # upload paths as the names the user gave them
             if k in d["request"]:
                 d["request"][k] = self.shown(d["request"][k])
         d["outputs"] = [Path(o).name for o in job.outputs]
