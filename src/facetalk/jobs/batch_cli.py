@@ -80,7 +80,7 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
     Exit code: 0 when every row succeeded (or was already done with --resume), 2 when any
     row failed, was cancelled or could not run (and for bad input, as for every command).
     """
-    from ..finish.options import DEFAULT_LABEL_TEXT, LABEL_CORNERS, check_finish_values
+    from ..finish.options import FinishOptions
     from ..home import facetalk_home
     from .batch import Batch, format_summary, run_batch
     from .worker import stop_on_signals
@@ -93,8 +93,9 @@ def batch_command(manifest, audio, identities, out_dir, resume, concurrency, ray
         raise InputError("--submit-only queues the rows without running them: leave out --ray (run them later with "
                          "'facetalk worker --ray ADDRESS --batch ID')")
     # options given here apply to every row: a bad one is the command's error, not each row's
-    check_finish_values(lut, lut_strength, enhancer, DEFAULT_LABEL_TEXT if label_text is None else label_text,
-                        label_corner or LABEL_CORNERS[0], label_size, label_opacity)
+    given = {"lut": lut, "lut_strength": lut_strength, "enhancer": enhancer, "label_text": label_text,
+             "label_corner": label_corner, "label_size": label_size, "label_opacity": label_opacity}
+    FinishOptions(**{k: v for k, v in given.items() if v is not None}).check()
     home_path = Path(home).expanduser() if home else facetalk_home()
     defaults = {k: v for k, v in {"fps": fps, "size": size, "seed": seed, "still": still or None, "renderer": renderer,
                                   "color_match": color_match, "crf": crf, "identity_face": identity_face, "cpus": cpus,

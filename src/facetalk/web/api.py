@@ -23,7 +23,7 @@ from .. import __version__
 from ..finish.options import DEFAULT_LABEL_OPACITY, DEFAULT_LABEL_SIZE, DEFAULT_LABEL_TEXT, MAX_LABEL_CHARS
 from ..jobs.store import FINAL_STATES
 from . import uploads
-from .service import Service
+from .service import UPLOAD_KEYS, Service
 from .uploads import Upload, WebError
 
 SSE_KEEPALIVE_S = 15.0
@@ -147,7 +147,7 @@ ERRORS = {404: {"model": Detail}, 409: {"model": Detail}, 422: {"model": Detail}
 def _render_body_schema() -> dict:
     schema = RenderOptions.model_json_schema()
     multipart = json.loads(json.dumps(schema))
-    for k in ("face", "audio", "lut", "enhancer"):
+    for k in UPLOAD_KEYS:
         multipart["properties"][k] = {"anyOf": [{"type": "string", "format": "binary"}, {"type": "string"}],
                                       "description": schema["properties"][k].get("description", "")}
     return {"required": True, "content": {"application/json": {"schema": schema},
@@ -197,8 +197,8 @@ def api_router(service: Service) -> APIRouter:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         form = None
         if ctype == "multipart/form-data":
-            form = await uploads.receive_form(request, config.home, {"face": "face", "audio": "audio", "lut": "lut",
-                                                                     "enhancer": "enhancer"}, config.max_upload_bytes)
+            form = await uploads.receive_form(request, config.home, {k: k for k in UPLOAD_KEYS},  # role = field
+                                              config.max_upload_bytes)
             raw: dict = {k: v[-1] for k, v in form.fields.items()}
             files = {k: v[-1] for k, v in form.files.items()}
             for k in files:

@@ -109,20 +109,13 @@ def build_studio(service: Service):
         return {"enhance": bool(enhance), "lut_strength": float(lut_strength if lut_strength is not None else 1.0),
                 "label": bool(label), **({"label_text": text} if text else {})}
 
-    def lut_input(lut_file, folder: list):
-        if not lut_file:
+    def finishing_file(file, role: str, resolve, folder: list):
+        """An uploaded LUT or face-restoration model (role "lut" or "enhancer"), checked by
+        service.resolve_lut or resolve_enhancer; None when none was given."""
+        if not file:
             return None
         folder_path = folder[0] = folder[0] or uploads.new_folder(config.home)
-        up = uploads.ingest(Path(lut_file), _file_name(lut_file), "lut", "lut", folder_path, config.max_upload_bytes)
-        return service.resolve_lut(up)
-
-    def enhancer_input(enhancer_file, folder: list):
-        if not enhancer_file:
-            return None
-        folder_path = folder[0] = folder[0] or uploads.new_folder(config.home)
-        up = uploads.ingest(Path(enhancer_file), _file_name(enhancer_file), "enhancer", "enhancer", folder_path,
-                            config.max_upload_bytes)
-        return service.resolve_enhancer(up)
+        return resolve(uploads.ingest(Path(file), _file_name(file), role, role, folder_path, config.max_upload_bytes))
 
     def options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed) -> dict:
         opts = {"identity": identity or None, "identity_face": identity_face or "clip",
@@ -157,8 +150,8 @@ def build_studio(service: Service):
                 raise FacetalkError("give a photo or video of the person, or choose an identity")
             face = face_input(face_file, folder)
             audio = speech_input(audio_file, folder)
-            lut = lut_input(lut_file, folder)
-            enhancer = enhancer_input(enhancer_file, folder)
+            lut = finishing_file(lut_file, "lut", service.resolve_lut, folder)
+            enhancer = finishing_file(enhancer_file, "enhancer", service.resolve_enhancer, folder)
             opts = options_from(identity, identity_face, transcript, renderer, size, fps, still, color_match, crf, seed)
             opts.update(finishing_from(enhance, lut_strength, label, label_text))
             if text and text.strip():
