@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from facetalk.eval import metrics
-from facetalk.eval.run import EvalOptions, RealClip, measure_generated, pick_photo_frame, prepare_real
+from facetalk.eval import report
+from facetalk.eval.run import (_VIDEO_MODES, DEFAULT_MODES, EvalOptions, EvalResult, ModeResult, RealClip, _request,
+                               measure_generated, pick_photo_frame, prepare_real)
 from facetalk.media.encode import VideoWriter
 from facetalk.media.video import iter_frames
 
@@ -82,6 +84,8 @@ def test_clip_against_itself_is_perfect(real, models):
     m = measure(real.video, real, models)
     assert m["openness_r"] == pytest.approx(1.0, abs=1e-9)
     assert m["av_offset"] == 0
+    assert m["width_r"] == pytest.approx(1.0, abs=1e-9)
+    assert m["width_offset"] == 0 and m["width_offset_r"] == pytest.approx(1.0, abs=1e-9)
     assert m["lmd"] == pytest.approx(0.0, abs=1e-9)
     assert m["psnr"] == float("inf") and m["ssim"] == pytest.approx(1.0)
     assert m["sharpness_ratio"] == pytest.approx(1.0) and m["jitter_ratio"] == pytest.approx(1.0)
@@ -94,7 +98,11 @@ def test_clip_late_by_three_frames_gives_offset_three(frames, real, work, models
     m = measure(late, real, models)
     assert m["av_offset"] == 3  # positive: the generated mouth moves late
     assert m["offset_r"] > 0.9
-    assert m["openness_r"] < m["offset_r"] - 0.1
+    assert m["openness_r"] < m["offset_r"] - 0.1  # lag 0, what a viewer sees, is worse
+    # the mouth corners are late by the same three frames
+    assert m["width_offset"] == 3
+    assert m["width_offset_r"] > 0.9
+    assert m["width_r"] < m["width_offset_r"] - 0.1
 
 
 def test_frozen_video_does_not_correlate(frames, real, work, models):
@@ -105,6 +113,7 @@ def test_frozen_video_does_not_correlate(frames, real, work, models):
     assert np.nanstd(gen_open) < 0.1 * np.nanstd(real.openness)
     assert m["openness_spread"] < 0.1
     assert abs(m["openness_r"]) < 0.5
+    assert abs(m["width_r"]) < 0.5  # nor do its mouth corners
     assert np.isnan(m["psnr"])  # not a video-type mode: no pixel comparison
     assert m["lmd"] > 0.02
 
@@ -128,6 +137,65 @@ def test_photo_frame_has_a_closed_mouth(real):
     assert open_[k] <= np.nanpercentile(open_, 25)
 
 
+def test_rules_mode_renders_the_photo_with_the_rule_path(real, work):
+    photo = _request("photo", real, None, work, 0)
+    written = (work / "photo.png").stat().st_mtime_ns
+    rules = _request("rules", real, None, work, 0)
+    assert rules.face == photo.face == str(work / "photo.png")  # the same still, not rewritten
+    assert (work / "photo.png").stat().st_mtime_ns == written
+    assert (photo.mouth, rules.mouth) == ("learned", "rules")
+    assert _request("video", real, None, work, 0).mouth == "learned"
+    assert "rules" not in _VIDEO_MODES  # no frame-by-frame PSNR against the clip
+    assert DEFAULT_MODES == ("photo", "rules", "video", "energy", "frozen")
+
+
+def fake_result(name: str, lips: dict[str, tuple[float, float, int, float]]) -> EvalResult:
+    """An EvalResult with no render behind it: per mode (r0 open, r best open, lag, r0 width)."""
+    n = 50
+    real = RealClip(video=Path(name), audio=Path("a.wav"), source=Path(name), fps=25.0, width=256, height=256,
+                    landmarks=np.full((n, 68, 2), np.nan, np.float32), sharpness=np.full(n, np.nan),
+                    embeddings=np.zeros((0, 128), np.float32), embedding=np.full(128, np.nan, np.float32))
+    modes = {}
+    for mode, (r0, best, lag, w0) in lips.items():
+        values = {"openness_r": r0, "offset_r": best, "av_offset": float(lag), "width_r": w0,
+                  "width_offset_r": w0 + 0.01, "width_offset": 1.0, "openness_spread": 1.0, "lmd": 0.05,
+                  "identity_mean": 0.2, "faces": 1.0}
+        modes[mode] = ModeResult(mode, values, np.zeros(n), render_seconds=1.0)
+    real_metrics = {"openness_r": 1.0, "offset_r": 1.0, "av_offset": 0.0, "width_r": 1.0, "width_offset_r": 1.0,
+                    "width_offset": 0.0}
+    return EvalResult(real, modes, real_metrics, {}, False, 1.0, max_lag=7)
+
+
+def cells_of(text: str, first: str) -> list[str]:
+    """The cells of the table line that starts with `first` (cells split on 2+ spaces)."""
+    import re
+
+    line = next(line for line in text.splitlines() if line.startswith(first))
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_report_gives_r0_beside_r_best_for_opening_and_width():
+    res = fake_result("a.mp4", {"photo": (0.12, 0.41, 3, -0.05), "rules": (0.30, 0.35, -1, 0.22)})
+    table = report.format_table(res)
+    assert cells_of(table, "mode ")[:7] == ["mode", "r0 open", "r best open", "lag open", "r0 width", "r best width",
+                                           "lag width"]
+    assert cells_of(table, "photo")[:5] == ["photo", "+0.12", "+0.41", "+3", "-0.05"]
+    assert cells_of(table, "rules")[:5] == ["rules", "+0.30", "+0.35", "-1", "+0.22"]
+    assert "+-7 frames" in table  # the lag search range is said
+
+    other = fake_result("b.mp4", {"photo": (0.20, 0.30, 1, 0.15), "rules": (0.10, 0.20, 0, 0.02)})
+    rows = [(r.real.source.name, report.suite_row(r), None) for r in (res, other)] + [("c.mp4", None, "no face")]
+    suite = report.format_suite(rows, max_lag=7)
+    assert cells_of(suite, "clip")[:6] == ["clip", "mode", "r0 open", "r best open", "lag open", "r0 width"]
+    assert cells_of(suite, "a.mp4")[:6] == ["a.mp4", "photo", "+0.12", "+0.41", "+3", "-0.05"]
+    lines = suite.splitlines()
+    after_a = lines[next(i for i, line in enumerate(lines) if line.startswith("a.mp4")) + 1]
+    assert after_a.split()[:5] == ["rules", "+0.30", "+0.35", "-1", "+0.22"]  # modes side by side per clip
+    assert cells_of(suite, "mean")[:6] == ["mean", "photo", "+0.16", "+0.35", "+2", "+0.05"]
+    assert not any(line.split()[:1] == ["video"] for line in lines)  # no mode without figures
+    assert "c.mp4: failed: no face" in suite
+
+
 def test_eval_command_end_to_end(real, work):
     from facetalk.cli import cli
 
@@ -136,24 +204,29 @@ def test_eval_command_end_to_end(real, work):
                                    "-o", str(out), "--plot", str(png)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert set(data["modes"]) == {"photo", "video", "energy", "frozen"}
+    assert set(data["modes"]) == {"photo", "rules", "video", "energy", "frozen"}
+    assert data["max_lag"] == 10
     assert data["skipped"] == {} and data["identity"] is None  # identity runs only when asked
-    keys = {"openness_r", "openness_spread", "av_offset", "lmd", "identity_mean", "identity_max", "identity_drift",
-            "sharpness_ratio", "jitter_ratio", "psnr", "ssim", "faces"}
+    keys = {"openness_r", "openness_spread", "av_offset", "offset_r", "width_r", "width_offset", "width_offset_r",
+            "lmd", "identity_mean", "identity_max", "identity_drift", "sharpness_ratio", "jitter_ratio", "psnr", "ssim",
+            "faces"}
     for mode, entry in data["modes"].items():
         assert entry["error"] is None, (mode, entry["error"])
         assert keys <= set(entry["metrics"]), mode
         assert entry["metrics"]["faces"] > 0.9, mode
         assert len(entry["openness"]) == data["frames"] == 50
     assert data["modes"]["video"]["metrics"]["psnr"] is not None
-    assert data["modes"]["photo"]["metrics"]["psnr"] is None  # not frame-aligned with the clip
+    for mode in ("photo", "rules"):  # not frame-aligned with the clip
+        assert data["modes"][mode]["metrics"]["psnr"] is None, mode
     # the frozen baseline's mouth really is frozen next to the real one
     real_open = np.array([np.nan if v is None else v for v in data["real"]["openness"]])
     frozen_open = np.array([np.nan if v is None else v for v in data["modes"]["frozen"]["openness"]])
     assert np.nanstd(frozen_open) < 0.5 * np.nanstd(real_open)
     assert png.stat().st_size > 10_000
-    for mode in ("real", "photo", "video", "energy", "frozen"):
+    for mode in ("real", "photo", "rules", "video", "energy", "frozen"):
         assert any(line.startswith(mode) for line in res.output.splitlines()), mode
+    for title in ("r0 open", "r best open", "r0 width", "r best width"):
+        assert title in res.output, title
 
 
 def test_bench_smoke(work):

@@ -184,3 +184,48 @@ def test_pearson_edge_cases():
     assert metrics.pearson(a, np.ones(50)) == 0.0
     assert metrics.pearson(a[:2], a[:2]) == 0.0
     assert metrics.av_offset(np.ones(30), a[:30]) == (0, 0.0)
+
+
+def synthetic_faces(widths: np.ndarray) -> np.ndarray:
+    """(n, 68, 2) faces with eye centres 40 px apart and the mouth corners (48, 54)
+    widths[i] IODs apart; every other point, the inner lips included, stays put."""
+    n = len(widths)
+    lm = np.zeros((n, 68, 2))
+    lm[:, geometry.LEFT_EYE] = (30.0, 40.0)
+    lm[:, geometry.RIGHT_EYE] = (70.0, 40.0)
+    lm[:, geometry.MOUTH] = (50.0, 80.0)
+    lm[:, 48, 0] = 50.0 - 20.0 * widths
+    lm[:, 54, 0] = 50.0 + 20.0 * widths
+    return lm
+
+
+def test_width_series_follows_the_corners_in_iod():
+    widths = 0.9 + 0.05 * smooth_series(80, 5)
+    lm = synthetic_faces(widths)
+    assert metrics.width_series(lm) == pytest.approx(widths)
+    # pose and scale do not count: the width is relative to the eyes
+    moved = np.stack([similarity(f, -15.0, 1.7, (12, 30)) for f in lm])
+    assert metrics.width_series(moved) == pytest.approx(widths)
+    # the corners moving is not an opening: openness stays flat, width carries the motion
+    assert np.ptp(metrics.openness_series(lm)) == pytest.approx(0.0, abs=1e-12)
+    lm[[3, 40]] = np.nan
+    w = metrics.width_series(lm)
+    assert np.isnan(w[[3, 40]]).all() and np.isfinite(np.delete(w, [3, 40])).all()
+
+
+def test_width_shift_found_with_sign_and_lag0_r_lower():
+    real_w = 0.9 + 0.05 * smooth_series(120, 6)
+    real = metrics.width_series(synthetic_faces(real_w))
+    late = metrics.width_series(synthetic_faces(np.r_[np.full(4, real_w[0]), real_w[:-4]]))  # corners 4 frames late
+    lag, r_best = metrics.av_offset(late, real)
+    assert lag == 4 and r_best == pytest.approx(1.0)
+    assert metrics.pearson(late, real) < r_best - 0.1  # what a viewer sees at lag 0
+    early = metrics.width_series(synthetic_faces(np.r_[real_w[2:], np.full(2, real_w[-1])]))
+    assert metrics.av_offset(early, real)[0] == -2
+
+
+def test_real_clip_width_against_itself(clip):
+    _, lm = clip
+    w = metrics.width_series(lm)
+    assert np.ptp(w) > 0.05  # her mouth corners move: a second signal beside the opening
+    assert metrics.av_offset(w, w) == (0, pytest.approx(1.0))

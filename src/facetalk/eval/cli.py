@@ -17,8 +17,8 @@ from ..speech.text import read_transcript
 @click.option("-o", "--output", default=None, help="Write the full results (metrics and curves) to this JSON file.")
 @click.option("--plot", default=None, help="Write a PNG of generated vs real mouth openness (with --suite: a folder, one PNG per clip).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None, help="Evaluate only the first seconds of each clip.")
-@click.option("--modes", default=",".join(("photo", "video", "energy", "frozen")), show_default=True,
-              help="Comma-separated modes: photo, video, identity, identity-video, energy, frozen. With an identity mode, every mode is measured on the part of the clip after the one the identity learns from.")
+@click.option("--modes", default=",".join(("photo", "rules", "video", "energy", "frozen")), show_default=True,
+              help="Comma-separated modes: photo, rules, video, identity, identity-video, energy, frozen. With an identity mode, every mode is measured on the part of the clip after the one the identity learns from.")
 @click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Mode identity: learn from the clip's first seconds [default: two thirds of the clip].")
 @click.option("--keep", default=None, type=click.Path(file_okay=False), help="Keep the renders in this folder (with --suite: one subfolder per clip).")
@@ -27,10 +27,13 @@ def eval_command(video, audio, transcript, suite, output, plot, max_seconds, mod
 
     Rows are modes (photo: from one frame of the clip; video: the clip with its mouth
     re-synthesised; identity: a person learnt from the clip's first part, rendered from
-    its own face clip; energy and frozen: baselines), columns are metrics: r (mouth-openness
-    correlation, 1 best), offset (A/V lag in frames, + = generated late), LMD (mouth
-    landmark distance over inter-ocular distance), identity distance (< 0.6 = same person),
-    sharpness and jitter over the real clip's (1 = as real), face PSNR/SSIM.
+    its own face clip; all with the learned lip model; rules: photo's render with the
+    rule path from mouth cues; energy and frozen: baselines). The lip-sync table gives the
+    correlation of mouth opening and width with the real clip's at lag 0 (r0, what a
+    viewer sees; 1 best) beside the best r within 10 frames either way (r best, at lag
+    frames, + = generated late). The likeness table gives LMD (mouth landmark distance
+    over inter-ocular distance), identity distance (< 0.6 = same person), sharpness and
+    jitter over the real clip's (1 = as real), face PSNR/SSIM.
     """
     from ..face.models import FaceModels
     from . import report
@@ -61,7 +64,7 @@ def eval_command(video, audio, transcript, suite, output, plot, max_seconds, mod
 
     runs = evaluate_suite(suite, options, models, on_clip=on_clip, workdir=keep)
     rows = [(clip.name, report.suite_row(res) if res else None, err) for clip, res, err in runs]
-    click.echo(report.format_suite(rows))
+    click.echo(report.format_suite(rows, max_lag=options.max_lag))
     if output:
         report.write_json({"suite": str(suite), "clips": [
             report.to_dict(res) if res else {"clip": str(clip), "error": err} for clip, res, err in runs

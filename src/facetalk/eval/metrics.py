@@ -39,6 +39,18 @@ def openness_series(lm: np.ndarray) -> np.ndarray:
     return out
 
 
+def width_series(lm: np.ndarray) -> np.ndarray:
+    """(n,) float64 mouth-corner distance (points 48-54) over IOD per frame; NaN where
+    the face is missing. Rounded lips ("oo") narrow it, a smile widens it: lip motion
+    that openness alone does not see."""
+    lm = np.asarray(lm, dtype=np.float64)
+    out = np.full(len(lm), np.nan)
+    ok = valid_frames(lm)
+    if ok.any():
+        out[ok] = geometry.mouth_width(lm[ok])
+    return out
+
+
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r over positions where both (n,) series are finite; 0 when undefined."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -64,7 +76,8 @@ def av_offset(gen_open: np.ndarray, real_open: np.ndarray, max_lag: int = 10) ->
 
     Sign: a positive lag means the generated mouth lags the real one (it moves that
     many frames late): gen_open[t + lag] best matches real_open[t]. Ties go to the
-    smaller |lag|. Series are (n,) openness per frame, NaN where missing.
+    smaller |lag|. Series are (n,) per frame (openness_series, width_series), NaN where
+    missing. r here is at least the lag-0 r; the lag-0 one is what a viewer sees.
     """
     gen, real = np.asarray(gen_open, dtype=np.float64), np.asarray(real_open, dtype=np.float64)
     n = min(len(gen), len(real))

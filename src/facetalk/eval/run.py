@@ -41,17 +41,20 @@ from . import metrics
 # Modes in the order they are reported. "video" is the product on a video, "photo" on one
 # frame of it, "identity" a learnt person rendered from its own face clip, "identity-video"
 # the same identity's mouths on the held-out frames (same head poses as the truth, so its
-# figures compare with "video"'s); "frozen" and "energy" are the baselines every figure
-# should be read against.
-MODES: tuple[str, ...] = ("photo", "video", "identity", "identity-video", "energy", "frozen")
+# figures compare with "video"'s); all of them move the lips with the learned lip model.
+# "rules" is "photo"'s render (the same photo) with the older rule path from mouth cues,
+# so the lip model and the rules are compared on the same clip; "rules", "energy" and
+# "frozen" are the baselines every figure should be read against.
+MODES: tuple[str, ...] = ("photo", "rules", "video", "identity", "identity-video", "energy", "frozen")
 # What runs unless asked: "identity" learns the person from the clip's first part and
 # moves every mode's evaluation to the part after it, so it is asked for explicitly.
-DEFAULT_MODES: tuple[str, ...] = ("photo", "video", "energy", "frozen")
+DEFAULT_MODES: tuple[str, ...] = ("photo", "rules", "video", "energy", "frozen")
 # Modes that need something not built yet, with the reason reported in place of numbers.
 PLANNED_MODES: dict[str, str] = {}
 _VIDEO_MODES = ("video", "identity-video", "energy", "frozen")  # frame k of the output is source frame k
-_MOUTH = {"photo": "speech", "video": "speech", "identity": "speech", "identity-video": "speech", "energy": "energy",
-          "frozen": "frozen"}
+_PHOTO_MODES = ("photo", "rules")  # rendered from one frame of the clip, the same photo.png
+_MOUTH = {"photo": "learned", "rules": "rules", "video": "learned", "identity": "learned",
+          "identity-video": "learned", "energy": "energy", "frozen": "frozen"}
 IDENTITY_NAME = "eval"  # the identity built for mode "identity", in a registry under the work folder
 MIN_TEST_SECONDS = 2.0  # held-out part the "identity" mode needs at least
 
@@ -65,7 +68,8 @@ class EvalOptions:
     train_seconds: with mode "identity", the identity learns from the clip's first
     train_seconds (None: two thirds of it) and every mode is measured on the rest.
     pixel_every / embed_every: frame stride of the pixel metrics and of face embeddings.
-    max_lag: A/V offset search range in frames (either way).
+    max_lag: search range in frames (either way) of the best-lag r of mouth opening
+    and width (the lag-0 r beside it is what a viewer sees).
     """
 
     max_seconds: float | None = None
@@ -129,6 +133,7 @@ class EvalResult:
     transcript: bool
     seconds: float  # wall time of the evaluation
     identity: dict | None = None  # how the "identity" mode's identity was built (frames, seconds, ref)
+    max_lag: int = 10  # the best-lag r of opening and width looked this many frames either way
 
 
 def evaluate_clip(
@@ -182,7 +187,8 @@ def _evaluate(video, audio, transcript, options, models, ctx, work: Path, t0: fl
         results[mode] = run_mode(mode, real, transcript, work, models, options, registry)
     skipped = {m: why for m, why in PLANNED_MODES.items() if m not in options.modes}
     ctx.report("eval", 1.0, "done")
-    return EvalResult(real, results, real_metrics, skipped, transcript is not None, time.perf_counter() - t0, built)
+    return EvalResult(real, results, real_metrics, skipped, transcript is not None, time.perf_counter() - t0, built,
+                      options.max_lag)
 
 
 def build_eval_identity(video: Path, work: Path, models: FaceModels, options: EvalOptions, ctx: RunContext):
@@ -255,7 +261,8 @@ def real_self_metrics(real: RealClip) -> dict[str, float]:
     ident = metrics.identity_distance(real.embeddings, real.embedding)
     return {
         "faces": float(metrics.valid_frames(real.landmarks).mean()),
-        "openness_r": 1.0, "av_offset": 0.0, "offset_r": 1.0, "lmd": 0.0,
+        "openness_r": 1.0, "av_offset": 0.0, "offset_r": 1.0,
+        "width_r": 1.0, "width_offset": 0.0, "width_offset_r": 1.0, "lmd": 0.0,
         "identity_mean": ident["mean"], "identity_max": ident["max"], "identity_drift": ident["drift"],
         "sharpness_ratio": 1.0, "jitter_ratio": 1.0, "psnr": float("inf"), "ssim": 1.0,
     }
@@ -325,9 +332,9 @@ def _request(mode: str, real: RealClip, transcript: str | None, work: Path, seed
     if mode.startswith("identity"):  # its own face clip, or ("identity-video") the held-out frames
         return RenderRequest(identity=IDENTITY_NAME, face=str(real.video) if mode == "identity-video" else None,
                              audio=str(real.audio), output=str(work / f"{mode}.mp4"), fps=real.fps,
-                             size=(real.width, real.height), seed=seed)
+                             size=(real.width, real.height), seed=seed, mouth=_MOUTH[mode])
     face = str(real.video)
-    if mode == "photo":
+    if mode in _PHOTO_MODES:  # the first of them writes the photo, the others reuse it
         face = str(work / "photo.png")
         if not Path(face).exists():
             from PIL import Image
@@ -374,18 +381,24 @@ def measure_generated(
     n = min(len(gen_lm), real.n_frames)
     gen_lm, real_lm = gen_lm[:n], real.landmarks[:n]
     gen_open, real_open = metrics.openness_series(gen_lm), metrics.openness_series(real_lm)
+    gen_width, real_width = metrics.width_series(gen_lm), metrics.width_series(real_lm)
     lag, lag_r = metrics.av_offset(gen_open, real_open, options.max_lag)
+    width_lag, width_lag_r = metrics.av_offset(gen_width, real_width, options.max_lag)
     pix = _paired_pixels(generated, real, gen_lm, models, options, video_type)
     ident = metrics.identity_distance(pix["embeddings"], real.embedding)
     real_sharp = np.nanmean(real.sharpness[:n][np.isfinite(pix["sharpness"])]) if np.isfinite(pix["sharpness"]).any() else np.nan
     values = {
         "faces": float(metrics.valid_frames(gen_lm).mean()) if n else float("nan"),
+        # r at lag 0 (what a viewer sees) and at the best lag within max_lag (+ = late)
         "openness_r": metrics.pearson(gen_open, real_open),
         # how much the mouth moves against the person filmed (1 = as much); r alone
         # cannot tell a near-still mouth with a faint echo of the real one from lip-sync
         "openness_spread": _ratio(float(np.nanstd(gen_open)), float(np.nanstd(real_open))),
         "av_offset": float(lag),
         "offset_r": lag_r,
+        "width_r": metrics.pearson(gen_width, real_width),
+        "width_offset": float(width_lag),
+        "width_offset_r": width_lag_r,
         "lmd": metrics.lmd(gen_lm, real_lm),
         "identity_mean": ident["mean"],
         "identity_max": ident["max"],
