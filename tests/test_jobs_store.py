@@ -269,21 +269,22 @@ for i in range(int(sys.argv[2])):
     store.submit({"face": "/f.png", "audio": "/a.wav", "output": None, "by": sys.argv[3], "i": i})
 """
 
+# Each claimer stops once every job has succeeded (not after some idle seconds: on a busy
+# machine the submitters may start later than that); the deadline only ends a broken run.
 CLAIMER = """
 import sys, time
 from facetalk.jobs.store import JobStore
 store = JobStore.at_home(sys.argv[1])
 me, total = sys.argv[2], int(sys.argv[3])
-idle_since = time.monotonic()
+deadline = time.monotonic() + 100
 with open(sys.argv[4], "w") as log:
-    while time.monotonic() - idle_since < 3:
+    while time.monotonic() < deadline:
         job = store.claim(me, lease_s=60)
         if job is None:
             if store.counts()["succeeded"] >= total:
                 break
             time.sleep(0.005)
             continue
-        idle_since = time.monotonic()
         log.write(job.id + "\\n")
         log.flush()
         store.report(job.id, me, "render", 0.5)
