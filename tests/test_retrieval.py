@@ -144,7 +144,11 @@ def test_plan_of_ten_minutes_is_quick():
     elapsed = time.perf_counter() - t
     print(f"plan of 15,000 frames, 1,500 entries: {elapsed:.2f} s")
     assert r.chosen.shape == (15_000,) and r.chosen.min() >= 0 and r.chosen.max() < len(bank)
-    assert elapsed < 8.0  # measured 2.5 s on 2 cores
+    # Wall time depends on the machine and on what else runs on it: measured 2.5 s on 2 idle
+    # cores, 9.5-12 s (6-8 s of CPU) with both cores busy with other work. The bound only
+    # catches a plan that stops being linear in frames x entries (a cost over every pair
+    # of entries per frame is 1,500 times the work); `facetalk bench` measures speed.
+    assert elapsed < 60.0
     r.plan(np.zeros((0, len(MOUTH_PARAMS))))
     assert r.chosen.shape == (0,)
 
@@ -271,7 +275,9 @@ def test_far_from_the_mouth_nothing_changes(talking, renders):
 
 
 def test_as_fast_as_the_warp_renderer(talking):
-    """Per frame at most ~1.5x the warp renderer's time (measured 0.8x)."""
+    """Per frame at most ~1.5x the warp renderer's time (measured 0.7-0.8x). A ratio, so it
+    holds on a slower CPU; the two renderers take turns frame by frame, so other work on
+    the machine slows both alike."""
     import cv2
 
     clip = talking
@@ -280,19 +286,18 @@ def test_as_fast_as_the_warp_renderer(talking):
              for f, lm in list(clip.held.values())[:6]]
     rng = np.random.default_rng(6)
     mouths = rng.uniform(0, 1, (len(items), len(MOUTH_PARAMS)))
-    times = {}
     renderers = {"warp": WarpRenderer(), "retrieval": RetrievalRenderer(clip.bank)}
     for r in renderers.values():
         r.prepare(*items[0])
         r.render(*items[0], mouths[0])  # warm up
-    for name, r in renderers.items():
-        ts = []
-        for _ in range(2):
-            for (f, lm), m in zip(items, mouths):
+    ts: dict[str, list[float]] = {name: [] for name in renderers}
+    for _ in range(2):
+        for (f, lm), m in zip(items, mouths):
+            for name, r in renderers.items():
                 t = time.perf_counter()
                 r.render(f, lm, m)
-                ts.append(time.perf_counter() - t)
-        times[name] = float(np.median(ts))
+                ts[name].append(time.perf_counter() - t)
+    times = {name: float(np.median(t)) for name, t in ts.items()}
     print(f"per frame, IOD {interocular(items[0][1]):.0f} px: warp {1000 * times['warp']:.1f} ms, "
           f"retrieval {1000 * times['retrieval']:.1f} ms")
     assert times["retrieval"] < 1.5 * times["warp"]

@@ -120,7 +120,10 @@ def test_large_and_greyscale_faces(models, name):
     t = time.perf_counter()
     out = _render(img, lm, _mouth(open=0.9, teeth=1.0))
     elapsed = time.perf_counter() - t
-    assert elapsed < 10.0
+    # Wall time depends on the machine and its load (the 3511 px photo: 2.9-3.9 s with both
+    # cores busy with other work); the bound only catches whole-image work per frame gone
+    # out of hand, not a slower CPU
+    assert elapsed < 30.0
     assert mouth_openness(_redetect(models, out, lm)) > mouth_openness(lm) + 0.2
     if name.startswith("black"):  # a greyscale photo stays grey: no tinted teeth or lips
         assert np.abs(out.astype(int) - out.mean(axis=2, keepdims=True)).max() <= 3
