@@ -54,6 +54,10 @@ def every_code() -> np.ndarray:
 
 
 # ---------------------------------------------------------------- known results
+# Exact 8-bit comparisons hold on any CPU: the expected codes are whole numbers the exact
+# formula hits (identity, swaps, inversion, grid points), and lut.py gets there with plain
+# float32 arithmetic (IEEE, the same everywhere; no BLAS, no exp or log) a few ulps away,
+# never near a rounding boundary at .5. Results that may round either way use atol=1.
 
 
 @pytest.mark.parametrize("n", [2, 17, 33])
@@ -428,6 +432,7 @@ def test_unreadable_files(tmp_path):
 
 # ---------------------------------------------------------------- fuzzing
 
+# deadline and too_slow are wall-clock checks: off, so a busy or slow machine is not a failure
 _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -479,7 +484,8 @@ def test_fuzz_mutated_valid_file(n, data):
         assert lut.table.shape[-1] == 3
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None,  # no wall-clock checks: a busy machine is not a failure
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_fuzz_bytes_through_load_lut(tmp_path, blob):
     p = tmp_path / "fuzz.cube"
