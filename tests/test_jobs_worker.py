@@ -321,13 +321,20 @@ def test_cancel_stops_a_running_render_and_sigterm_gives_the_job_back(jm, home, 
     assert not hidden_files(home / "outputs") and not list((home / "outputs").rglob("*.mp4"))
 
 
+# The lease of the workers these tests kill: a dead worker's job is requeued once it runs
+# out, so short keeps the tests quick; but a live worker must never lose it. Its renewals
+# come from a thread that needs the GIL, which dlib holds through each detection call (up
+# to 1.3 s on an idle machine): on a 2-core machine busy with other work, finding the face
+# took over 10 s and a 4 s lease expired under a live render (the job ran three times).
+# 20 s is twice that.
+LEASE = "20"
+
+
 def test_kill9_mid_render_the_job_runs_again_exactly_once(jm, home, tmp_path):
     store = JobStore.at_home(home)
     long_job = submit(store, home, face=str(jm["face"]), audio=str(jm["long"]))
     other = submit(store, home, face=str(jm["face"]), audio=str(jm["short"]))
-    # a 4 s lease: short enough for a quick test, long enough that a renewal starved by a
-    # loaded 2-core machine does not pass for a dead worker
-    first = start_worker(home, "--quiet", "--lease", "4", "--once", log=tmp_path / "w1.log")
+    first = start_worker(home, "--quiet", "--lease", LEASE, "--once", log=tmp_path / "w1.log")
     try:
         wait_for(lambda: (j := store.get(long_job)).stage == "render" and j.progress > 0.05, 60, "the render")
         partial = wait_for(lambda: hidden_files(home / "outputs"), 5, "the temporary file")
@@ -339,9 +346,9 @@ def test_kill9_mid_render_the_job_runs_again_exactly_once(jm, home, tmp_path):
     assert all(p.exists() for p in partial), "kill -9 leaves the temporary file behind"
     assert store.get(long_job).state == JobState.RUNNING and store.get(other).state == JobState.QUEUED
 
-    second = start_worker(home, "--quiet", "--lease", "4", log=tmp_path / "w2.log")
+    second = start_worker(home, "--quiet", "--lease", LEASE, log=tmp_path / "w2.log")
     try:
-        wait_for(lambda: store.get(long_job).state.final and store.get(other).state.final, 90, "both jobs")
+        wait_for(lambda: store.get(long_job).state.final and store.get(other).state.final, 180, "both jobs")
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=10) == 0
     finally:
@@ -362,13 +369,13 @@ def test_a_pool_replaces_a_killed_worker_and_its_job_runs_again(jm, home, tmp_pa
     store = JobStore.at_home(home)
     victim = submit(store, home, face=str(jm["face"]), audio=str(jm["medium"]))
     others = [submit(store, home, face=str(jm["face"]), audio=str(jm["short"])) for _ in range(4)]
-    pool = start_worker(home, "--concurrency", "2", "--lease", "4", log=tmp_path / "pool.log")
+    pool = start_worker(home, "--concurrency", "2", "--lease", LEASE, log=tmp_path / "pool.log")
     try:
         job = wait_for(lambda: (j := store.get(victim)).stage == "render" and j.progress > 0.05 and j, 60, "the render")
         pid = int(job.worker.split("-")[-2])  # worker-<host>-<pid>-<random>
         assert pid != pool.pid
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: all(store.get(i).state.final for i in [victim, *others]), 90, "every job")
+        wait_for(lambda: all(store.get(i).state.final for i in [victim, *others]), 180, "every job")
         pool.send_signal(signal.SIGTERM)
         assert pool.wait(timeout=20) == 0
     finally:
