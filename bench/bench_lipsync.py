@@ -2,7 +2,7 @@
 and loudness; per language; plots of held-out curves.
 
     .venv/bin/python bench/bench_lipsync.py --corpus ../shared/corpus --data data/lipsync \
-        --folds 5 --steps 2000 --out artifacts/lipsync-cv
+        --folds 4 --steps 1000 --out artifacts/lipsync-cv --phones
 
 Speakers are split into folds by speaker (never by clip); the speakers of the shared test
 clips (MANIFEST rows pointing into ../media/talking) are never trained on and are measured
@@ -84,22 +84,76 @@ def plot_curves(results_by_key, clips, predictions, out: Path, keys: list[str]) 
         plt.close(fig)
 
 
+GRID_WORDS = [dict(b="bin", l="lay", p="place", s="set"), dict(b="blue", g="green", r="red", w="white"),
+              dict(a="at", b="by", i="in", w="with"), None,
+              dict(zip("123456789z", "one two three four five six seven eight nine zero".split())),
+              dict(a="again", n="now", p="please", s="soon")]
+
+
+def grid_transcript(file: str) -> str | None:
+    """The words of a GRID clip from its name's six-letter code (command colour preposition
+    letter digit adverb), e.g. ..._bbaf3s.mp4 -> "bin blue at f three soon"."""
+    code = Path(file).stem.rsplit("_", 1)[-1]
+    if len(code) != 6 or "LipNet" not in file:
+        return None
+    try:
+        return " ".join(code[i] if table is None else table[code[i]] for i, table in enumerate(GRID_WORDS))
+    except KeyError:
+        return None
+
+
+def phones_experiment(clips, predictions) -> list[str]:
+    """Do aligned phones add to the learned curve? On clips whose words are known (GRID),
+    scored by the fold model that never saw the speaker: the learned opening as is, and
+    with the lips closed wherever the aligned phones say M, B or P (Rhubarb's A cue)."""
+    from facetalk.context import RunContext
+    from facetalk.lips.crossval import CurveScore
+    from facetalk.media.audio import load_audio
+    from facetalk.motion.learned import bilabial_closure
+    from facetalk.speech.analyse import analyse_speech
+
+    rows = {"learned": [], "learned + closed on M/B/P": []}
+    aligned = 0
+    for c in clips:
+        words = grid_transcript(c.file)
+        if words is None or c.key not in predictions or aligned >= 80:  # 80 sentences: enough, and quick
+            continue
+        speech = analyse_speech(load_audio(c.file), words, RunContext())
+        if speech.method != "alignment":
+            continue
+        aligned += 1
+        opening = predictions[c.key][:, 0]
+        closed = bilabial_closure(speech, c.fps, len(opening))
+        fused = np.where(closed > 0, np.minimum(opening, opening * (1 - closed)), opening)
+        rows["learned"].append(CurveScore.of(opening, c.open))
+        rows["learned + closed on M/B/P"].append(CurveScore.of(fused, c.open))
+    out = [f"Aligned phones on {aligned} GRID clips (speaker held out of training):", "",
+           "| curve | r open, lag 0 | r open, best lag |", "|---|---|---|"]
+    for name, scores in rows.items():
+        if scores:
+            out.append(f"| {name} | {np.mean([s.r0 for s in scores]):.3f} | {np.mean([s.r_best for s in scores]):.3f} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "lipsync")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: other work on the machine does not stall it)")
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lookahead", type=int, default=Arch().lookahead)
     ap.add_argument("--channels", type=int, default=Arch().channels)
     ap.add_argument("--no-offsets", action="store_true", help="skip the per-clip sync correction")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--phones", action="store_true", help="also measure closing the lips on aligned M/B/P (GRID words)")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "lipsync-cv")
     args = ap.parse_args()
 
     import torch
 
+    torch.set_num_threads(args.threads)
     from facetalk.lips.train import TrainSettings, fit_model, torch_predictor
 
     if not (args.data / "index.json").is_file():
@@ -161,6 +215,9 @@ def main() -> None:
         "summary": {c: summarise(final, c) for c in curves + ["learned_width", "rules_width"]},
         "clips": [{"key": r.key, "speaker": r.speaker, "language": r.language, "fold": r.fold,
                    **{k: vars(v) for k, v in r.scores.items()}} for r in final]}, indent=1, default=float))
+    if args.phones:
+        lines += ["", *phones_experiment(clips, predictions)]
+        (args.out / "cv.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot_curves(merged, clips, predictions, args.out, [r.key for r in shared][:5])
 

@@ -101,20 +101,20 @@ def test_release_slower_than_attack():
 def test_frame_count_respected(fps):
     speech = make_speech([(0, 0.3, "X"), (0.3, 5.0, "C"), (5.0, 6.1, "X")])
     n = int(6.1 * fps)
-    motion = build_motion(speech, fps, n, seed=1)
+    motion = build_motion(speech, fps, n, seed=1, mouth="rules")
     assert motion.n_frames == n
     assert motion.mouth.shape == (n, len(MOUTH_PARAMS)) and motion.mouth.dtype == np.float32
     assert motion.blink.shape == (n,) and motion.head.shape == (n, 4)
     assert motion.fps == fps
-    assert build_motion(speech, fps, n + 50).n_frames == n + 50  # video longer than audio
-    assert build_motion(speech, fps, 0).n_frames == 0
+    assert build_motion(speech, fps, n + 50, mouth="rules").n_frames == n + 50  # video longer than audio
+    assert build_motion(speech, fps, 0, mouth="rules").n_frames == 0
 
 
 def test_seeded_determinism():
     speech = make_speech([(0, 1.0, "X"), (1.0, 3.0, "C"), (3.0, 20.0, "X")])
-    a = build_motion(speech, 25.0, 500, seed=7)
-    b = build_motion(speech, 25.0, 500, seed=7)
-    c = build_motion(speech, 25.0, 500, seed=8)
+    a = build_motion(speech, 25.0, 500, seed=7, mouth="rules")
+    b = build_motion(speech, 25.0, 500, seed=7, mouth="rules")
+    c = build_motion(speech, 25.0, 500, seed=8, mouth="rules")
     for x, y in [(a.mouth, b.mouth), (a.blink, b.blink), (a.head, b.head)]:
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.mouth, c.mouth)  # the mouth follows speech only
@@ -124,7 +124,7 @@ def test_seeded_determinism():
 
 def test_still_is_neutral():
     speech = make_speech([(0, 1.0, "C"), (1.0, 10.0, "X")])
-    motion = build_motion(speech, 25.0, 250, seed=3, still=True)
+    motion = build_motion(speech, 25.0, 250, seed=3, still=True, mouth="rules")
     assert np.all(motion.blink == 0)
     assert np.all(motion.head[:, :3] == 0) and np.all(motion.head[:, 3] == 1)
     assert motion.mouth[:, OPEN].max() > 0.3

@@ -97,6 +97,10 @@ def render_options(f):
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for idle motion (blinks, sway)."),
         click.option("--still", is_flag=True, help="No blinks, head sway or breathing on a photo."),
         click.option("--face-index", type=int, default=None, help="Which face when there are several (0 = largest)."),
+        click.option("--motion", "mouth", type=click.Choice(["learned", "rules"]), default="learned", show_default=True,
+                     help="Lip motion: the lip model learnt from real footage, or the rule path (mouth cues, as `facetalk cues` exports)."),
+        click.option("--lip-model", type=click.Path(file_okay=False, exists=True), default=None,
+                     help="A lip model folder of your own (`facetalk lipsync train`) [default: the one shipped with facetalk]."),
         click.option("--renderer", default=None, help="Renderer plug-in: warp, retrieval (needs --identity) or neural (an identity with an adapter, see `facetalk identity train`) [default: retrieval with --identity, else warp]."),
         click.option("--base", default=None, type=click.Path(file_okay=False), help="--renderer neural: base model folder [default: the one the identity's adapter was trained on]."),
         click.option("--merge", is_flag=True, help="--renderer neural: fuse the adapter into the weights (faster)."),
@@ -116,7 +120,7 @@ def render_options(f):
 @cli.command()
 @render_options
 def render(face, identity, identity_face, audio, output, transcript, text, voice, rate, pitch, fps, size, seed, still,
-           face_index, renderer, base, merge, device, color_match, crf, enhance, enhancer, lut, lut_strength, label,
+           face_index, mouth, lip_model, renderer, base, merge, device, color_match, crf, enhance, enhancer, lut, lut_strength, label,
            label_text, label_corner, label_size, label_opacity, quiet_flag, json_progress):
     """Render FACE (or a learnt --identity) speaking AUDIO (or --text) into an MP4.
 
@@ -138,7 +142,8 @@ def render(face, identity, identity_face, audio, output, transcript, text, voice
     request = RenderRequest(
         face=face, identity=identity, identity_face=identity_face, audio=audio, output=output,
         transcript=read_transcript(transcript), text=text, voice=voice, rate=rate, pitch=pitch, fps=fps,
-        size=parse_size(size), seed=seed, still=still, face_index=face_index, renderer=renderer,
+        size=parse_size(size), seed=seed, still=still, face_index=face_index, mouth=mouth,
+        lip_model=str(Path(lip_model).absolute()) if lip_model else None, renderer=renderer,
         base=str(Path(base).absolute()) if base else None, merge=merge, device=device,
         color_match=color_match, crf=crf, enhance=enhance, enhancer=enhancer, lut=lut, lut_strength=lut_strength,
         label=label, label_text=label_text, label_corner=label_corner, label_size=label_size,
@@ -226,6 +231,7 @@ from .neural.cli import base_group  # noqa: E402 - also adds `identity train` to
 from .tts.cli import tts_command, voices_command  # noqa: E402
 from .finish.grade_cli import grade_command  # noqa: E402
 from .swap.cli import swap_command  # noqa: E402
+from .lips.cli import lipsync_group  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
@@ -240,6 +246,7 @@ cli.add_command(tts_command)
 cli.add_command(voices_command)
 cli.add_command(grade_command)
 cli.add_command(swap_command)
+cli.add_command(lipsync_group)
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -87,6 +87,7 @@ class Speech:
     words: list[Word] = field(default_factory=list)  # with their phones, when aligned
     phones: list[Phone] = field(default_factory=list)  # all phones in order
     warnings: list[str] = field(default_factory=list)
+    mel: np.ndarray | None = None  # (m, 40) float32 log-mel at ANALYSIS_RATE: the lip model's input
 
 
 # Columns of the mouth motion curves, each in [0, 1] unless said otherwise.

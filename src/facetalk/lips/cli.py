@@ -55,15 +55,17 @@ def prepare_command(corpus: str, output: str, jobs: int, seed: int, quiet: bool)
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Where a corpus is prepared [default: OUTPUT-data beside the model].")
 @click.option("--hold-out", multiple=True, help="A speaker id never trained on (repeatable), e.g. test speakers.")
-@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--steps", type=int, default=1000, show_default=True)
 @click.option("--batch", type=int, default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Clips prepared at once.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch [default: torch's].")
 @click.option("--fresh", is_flag=True, help="Ignore a checkpoint of an earlier run (default: resume it).")
+@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A cross-validation report (bench/bench_lipsync.py's cv.json) whose summary the model's config keeps.")
 @click.option("--quiet", is_flag=True)
 def train_command(corpus: str, output: str, data: str | None, hold_out: tuple[str, ...], steps: int, batch: int,
-                  seed: int, jobs: int, threads: int | None, fresh: bool, quiet: bool) -> None:
+                  seed: int, jobs: int, threads: int | None, fresh: bool, metrics_file: str | None, quiet: bool) -> None:
     """Train a lip model on real footage; speakers are weighed equally, the audio augmented.
 
     Seeded and reproducible; a checkpoint beside the model (OUTPUT.checkpoint.safetensors)
@@ -73,6 +75,14 @@ def train_command(corpus: str, output: str, data: str | None, hold_out: tuple[st
     from .model import Arch
     from .prepare import prepare_corpus
 
+    metrics = None
+    if metrics_file:
+        try:
+            report = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
+            metrics = {"cross_validation": report["summary"], "folds": len(report["folds"]),
+                       "held_out_speakers": report["held_out"]}
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"--metrics {metrics_file} is not a bench_lipsync cv.json ({e})") from None
     torch = require_torch()
     if steps < 1 or batch < 1:
         raise InputError("--steps and --batch must be positive")
@@ -112,7 +122,8 @@ def train_command(corpus: str, output: str, data: str | None, hold_out: tuple[st
     net, norm, log = fit_model(clips, settings, Arch(), checkpoint=checkpoint, progress=progress)
     for b in bars.values():
         b.close()
-    sha = save_model(net, norm, out, clips, settings, log)
+    log["held_out"] = sorted(hold_out)
+    sha = save_model(net, norm, out, clips, settings, log, metrics)
     checkpoint.unlink(missing_ok=True)
     click.echo(f"wrote {out} ({len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
                f"{log['seconds']:.0f} s; sha256 {sha[:12]})")

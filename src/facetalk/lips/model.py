@@ -46,7 +46,7 @@ class Arch:
     block per dilation (kernel `kernel`), then a 1x1 output layer."""
 
     n_mels: int = N_MELS
-    channels: int = 64
+    channels: int = 48
     first_kernel: int = 5
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -89,16 +89,30 @@ class Norm:
 
 def running_normalise(mel: np.ndarray, norm: Norm, state: tuple[np.ndarray, float] | None = None
                       ) -> tuple[np.ndarray, tuple[np.ndarray, float]]:
-    """(t, n_mels) log-mel -> normalised rows, and the state to carry into the next rows."""
+    """(t, n_mels) log-mel -> normalised rows, and the state to carry into the next rows.
+
+    mean += (x - mean) / weight, with weight growing by one per row from the prior up to
+    the memory: a running mean that starts from the training data's and becomes an
+    exponential average of the last `memory` rows. Once the weight is at its cap the
+    recursion is a fixed one-pole filter, run by scipy's lfilter."""
+    from scipy.signal import lfilter
+
     mean, weight = (norm.mean.astype(np.float64), norm.prior) if state is None else state
     mean = mean.copy()
-    out = np.empty(mel.shape, np.float32)
     x = np.asarray(mel, dtype=np.float64)
-    for i in range(len(x)):
-        weight = min(weight + 1.0, norm.memory)
+    means = np.empty_like(x)
+    i = 0
+    while i < len(x) and weight + 1.0 < norm.memory:  # the growing part: at most `memory` rows
+        weight += 1.0
         mean += (x[i] - mean) / weight
-        out[i] = x[i] - mean
-    out /= norm.scale
+        means[i] = mean
+        i += 1
+    if i < len(x):
+        weight = norm.memory
+        a = 1.0 / weight
+        means[i:], _ = lfilter([a], [1.0, -(1.0 - a)], x[i:], axis=0, zi=((1.0 - a) * mean)[None])
+        mean = means[-1].copy()
+    out = ((x - means) / norm.scale).astype(np.float32)
     return out, (mean, weight)
 
 
@@ -123,8 +137,9 @@ class LipStream:
     gives exactly one row out over the life of the stream, (k, 2) float32 each time.
     """
 
-    def __init__(self, model: "LipModel") -> None:
+    def __init__(self, model: "LipModel", hidden: bool = False) -> None:
         self.model = model
+        self.hidden = hidden
         self._norm_state: tuple[np.ndarray, float] | None = None
         arch = model.arch
         # per layer: the last (kernel - 1) * dilation input columns (causal history), zeros at start
@@ -133,6 +148,8 @@ class LipStream:
         self._floor: np.ndarray | None = None
 
     def push(self, mel: np.ndarray) -> np.ndarray:
+        """Rows of log-mel in; the predictions they make final out, (k, 2) (or the hidden
+        features, (k, channels), for a stream made with hidden=True)."""
         mel = np.asarray(mel, dtype=np.float32).reshape(-1, self.model.arch.n_mels)
         if len(mel):
             low = mel.min(axis=0)
@@ -148,7 +165,7 @@ class LipStream:
         """The last `lookahead` predictions, with silence (the quietest row seen) after the end."""
         n = self.model.arch.lookahead - self._skip
         if n <= 0 or self._floor is None:
-            return np.zeros((0, len(OUTPUTS)), np.float32)
+            return np.zeros((0, self.model.arch.channels if self.hidden else len(OUTPUTS)), np.float32)
         return self.push(np.repeat(self._floor[None], self.model.arch.lookahead, axis=0))[:n]
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -165,6 +182,8 @@ class LipStream:
                 y += full[off:off + t] @ w[:, :, j].T
             y = _gelu(y)
             x = y if name == "inp" else x + y  # residual blocks keep the width
+        if self.hidden:
+            return x
         return x @ p["out.weight"][:, :, 0].T + p["out.bias"]
 
 
@@ -182,16 +201,24 @@ class LipModel:
     def width_in(self, name: str) -> int:
         return self.arch.n_mels if name == "inp" else self.arch.channels
 
-    def stream(self) -> LipStream:
-        return LipStream(self)
+    def stream(self, hidden: bool = False) -> LipStream:
+        return LipStream(self, hidden)
 
     def predict(self, mel: np.ndarray) -> np.ndarray:
         """(m, n_mels) log-mel of a whole recording -> (m, 2) open and width, one row per
         input row; the same as streaming it, fed in blocks so memory does not grow."""
-        s = self.stream()
+        return self._run(mel, hidden=False)
+
+    def hidden(self, mel: np.ndarray) -> np.ndarray:
+        """(m, channels) the features the output layer reads (its input), one row per input
+        row: what a per-person output head is fitted on."""
+        return self._run(mel, hidden=True)
+
+    def _run(self, mel: np.ndarray, hidden: bool) -> np.ndarray:
+        s = self.stream(hidden)
         parts = [s.push(mel[b:b + BLOCK]) for b in range(0, len(mel), BLOCK)]
         parts.append(s.finish())
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, len(OUTPUTS)), np.float32)
+        return np.concatenate(parts).astype(np.float32)
 
 
 def sha256_file(path: Path) -> str:

@@ -29,18 +29,19 @@ CARD_FILE = "MODEL_CARD.md"
 
 
 class LipNet(nn.Module):
-    def __init__(self, arch: Arch) -> None:
+    def __init__(self, arch: Arch, dropout: float = 0.0) -> None:
         super().__init__()
         self.arch = arch
         self.inp = _Conv(arch.n_mels, arch.channels, arch.first_kernel, 1)
         self.blocks = nn.ModuleList(_Conv(arch.channels, arch.channels, arch.kernel, d) for d in arch.dilations)
         self.out = nn.Conv1d(arch.channels, len(OUTPUTS), 1)
+        self.drop = nn.Dropout1d(dropout)  # whole channels: minutes of data overfit fast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(b, n_mels, t) normalised input -> (b, 2, t); row i + lookahead predicts time i."""
-        h = self.inp(x)
+        h = self.drop(self.inp(x))
         for block in self.blocks:
-            h = h + block(h)
+            h = h + self.drop(block(h))
         return self.out(h)
 
 
@@ -59,15 +60,18 @@ class _Conv(nn.Module):
 
 @dataclass
 class TrainSettings:
-    steps: int = 3000
-    batch: int = 32
+    steps: int = 1000
+    batch: int = 16
     lr: float = 2e-3
-    weight_decay: float = 1e-3
+    weight_decay: float = 1e-2
     seed: int = 0
     width_weight: float = 0.5
     corr_weight: float = 0.5  # (1 - r) of the opening per example: timing matters more than level
     clean_share: float = 0.4  # share of examples from the audio as recorded
     eval_every: int = 250
+    dropout: float = 0.2
+    freq_masks: int = 2  # SpecAugment: bands of up to 5 mel rows and spans of up to 200 ms hidden per example
+    time_masks: int = 2
 
 
 def input_norm(clips: list[LipClip], arch: Arch) -> Norm:
@@ -114,6 +118,12 @@ class Sampler:
         # noise floor raised a little at random (steady hiss the stored variants lack)
         if rng.random() < 0.3:
             crop = np.logaddexp(crop, x.min(axis=0) + rng.uniform(0, 3))
+        for _ in range(self.settings.freq_masks):  # masked to 0: the running mean's level
+            f0 = rng.integers(0, arch.n_mels)
+            crop[:, f0:f0 + rng.integers(0, 6)] = 0.0
+        for _ in range(self.settings.time_masks):
+            t0 = rng.integers(0, CROP)
+            crop[t0:t0 + rng.integers(0, 21)] = 0.0
         target = np.full((2, CROP), np.nan, np.float32)
         rows = (clip.frame_rows() - start) / speed + arch.lookahead
         k = np.round(rows).astype(int)
@@ -146,8 +156,11 @@ def predict_clip(net: LipNet, mel: np.ndarray, norm: Norm) -> np.ndarray:
     numpy LipModel.predict's twin (the end padded with the quietest row, then normalised)."""
     la = net.arch.lookahead
     x = running_normalise(np.concatenate([mel, np.repeat(mel.min(axis=0)[None], la, axis=0)]), norm)[0]
+    was_training = net.training
+    net.eval()
     with torch.no_grad():
         y = net(torch.from_numpy(x.T[None].astype(np.float32)))[0].numpy().T
+    net.train(was_training)
     return y[la:]
 
 
@@ -179,6 +192,7 @@ def _save_checkpoint(path: Path, net: LipNet, opt: torch.optim.Optimizer, step: 
     for i, group_state in enumerate(opt.state.values()):
         for k, v in group_state.items():
             tensors[f"opt.{i}.{k}"] = v.detach().reshape(-1).contiguous() if torch.is_tensor(v) else torch.tensor([float(v)])
+    tensors["torch_rng"] = torch.get_rng_state()  # dropout's masks: a resumed run draws the same ones
     meta = {"step": str(step), "rng": json.dumps(sampler.rng.bit_generator.state)}
     with replacing(path, keep_suffix=True) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -198,6 +212,8 @@ def _load_checkpoint(path: Path, net: LipNet, opt: torch.optim.Optimizer, sample
             opt.state[p] = {"step": st["step"].reshape(()), "exp_avg": st["exp_avg"].reshape(p.shape),
                             "exp_avg_sq": st["exp_avg_sq"].reshape(p.shape)}
     sampler.rng.bit_generator.state = json.loads(meta["rng"])
+    if "torch_rng" in tensors:
+        torch.set_rng_state(tensors["torch_rng"])
     return int(meta["step"])
 
 
@@ -209,7 +225,7 @@ def train(clips: list[LipClip], settings: TrainSettings, arch: Arch = Arch(), va
     and a run resumes from it."""
     torch.manual_seed(settings.seed)
     norm = input_norm(clips, arch)
-    net = LipNet(arch)
+    net = LipNet(arch, settings.dropout)
     sampler = Sampler(clips, norm, settings, arch)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     step = 0

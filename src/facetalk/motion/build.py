@@ -6,28 +6,37 @@ from typing import Literal
 
 import numpy as np
 
+from ..lips.model import LipModel
 from ..types import ANALYSIS_RATE, MOUTH_PARAMS, Motion, Speech
 from .curves import mouth_curves
 from .idle import idle_motion
+from .learned import learned_mouth
 
-MouthMode = Literal["speech", "energy", "frozen"]
-MOUTH_MODES: tuple[str, ...] = ("speech", "energy", "frozen")
+MouthMode = Literal["learned", "rules", "energy", "frozen"]
+MOUTH_MODES: tuple[str, ...] = ("learned", "rules", "energy", "frozen")
+# "speech" was the name of the cue-driven default before the learned model: requests
+# stored under it (queued jobs) get today's default
+_ALIASES = {"speech": "learned"}
 
 
 def build_motion(
-    speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "speech",
-    shapes: np.ndarray | None = None,
+    speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "learned",
+    shapes: np.ndarray | None = None, lips: LipModel | None = None,
 ) -> Motion:
     """Mouth curves from the speech cues plus seeded idle blinks, sway and breathing.
 
     Returns Motion with mouth (n_frames, 6), blink (n_frames,), head (n_frames, 4).
     still=True keeps the head and eyes as in the source (only the mouth moves).
-    mouth selects the lip motion: "speech" (the cues), or one of the two baselines that
-    `facetalk eval` compares against: "energy" (openness proportional to loudness only)
-    and "frozen" (the mouth never moves). shapes: a person's own shape table (an
-    identity's), in place of the generic one.
+    mouth selects the lip motion: "learned" (the lip model, motion.learned), "rules" (the
+    mouth cues through the shape table), or one of the two baselines that `facetalk eval`
+    compares against: "energy" (openness proportional to loudness only) and "frozen" (the
+    mouth never moves). shapes: a person's own shape table (an identity's), in place of
+    the generic one. lips: the lip model for "learned" (None: the shipped one).
     """
-    if mouth == "speech":
+    mouth = _ALIASES.get(mouth, mouth)
+    if mouth == "learned":
+        curves = learned_mouth(speech, fps, n_frames, table=shapes, model=lips)
+    elif mouth == "rules":
         curves = mouth_curves(speech, fps, n_frames, table=shapes)
     elif mouth == "energy":
         curves = energy_mouth(speech, fps, n_frames)

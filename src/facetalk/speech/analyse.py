@@ -6,6 +6,7 @@ import numpy as np
 
 from ..context import RunContext
 from ..errors import SpeechError
+from ..lips.features import log_mel
 from ..types import ANALYSIS_RATE, SAMPLE_RATE, Audio, Cue, Shape, Speech, Word
 from .acoustic import analyse_features, acoustic_cues
 from .align import Aligner, AlignmentError, align_words
@@ -45,6 +46,7 @@ def analyse_speech(audio: Audio, transcript: str | None, ctx: RunContext, aligne
     ctx.report(STAGE, 0.0, "measuring loudness and voice activity")
     features = analyse_features(audio)
     energy, voiced = features.energy, features.voiced
+    mel = log_mel(audio.samples)
     warnings: list[str] = []
 
     def warn(message: str) -> None:
@@ -54,7 +56,7 @@ def analyse_speech(audio: Audio, transcript: str | None, ctx: RunContext, aligne
     if not voiced.any():
         warn(f"no speech found in {source}; the mouth stays closed")
         ctx.report(STAGE, 1.0, "no speech")
-        return Speech(duration, [Cue(0.0, duration, Shape.X)], "acoustic", energy, voiced, warnings=warnings)
+        return Speech(duration, [Cue(0.0, duration, Shape.X)], "acoustic", energy, voiced, warnings=warnings, mel=mel)
 
     words = normalise_transcript(transcript) if transcript and transcript.strip() else []
     if transcript and transcript.strip() and not words:
@@ -78,8 +80,8 @@ def analyse_speech(audio: Audio, transcript: str | None, ctx: RunContext, aligne
                 ctx.report(STAGE, 0.8, "choosing mouth shapes")
                 cues = phones_to_cues(phones, duration)
                 ctx.report(STAGE, 1.0, "done")
-                return Speech(duration, cues, "alignment", energy, voiced, spoken, phones, warnings)
+                return Speech(duration, cues, "alignment", energy, voiced, spoken, phones, warnings, mel)
     ctx.report(STAGE, 0.6, "choosing mouth shapes from the sound")
     cues = acoustic_cues(features, duration)
     ctx.report(STAGE, 1.0, "done")
-    return Speech(duration, cues, "acoustic", energy, np.asarray(voiced, dtype=bool), warnings=warnings)
+    return Speech(duration, cues, "acoustic", energy, np.asarray(voiced, dtype=bool), warnings=warnings, mel=mel)

@@ -335,6 +335,8 @@ def speech_from_spoken(spoken: SpokenText, ctx: RunContext | None = None) -> Spe
     rules, loudness and voice activity from its audio as facetalk.speech.acoustic
     measures them. method: "engine" (engine timings), "alignment", or "mixed"."""
     from ..speech.acoustic import normalised_energy, speech_level, voice_activity
+    from ..lips.features import log_mel
+    from ..media.audio import load_audio
     from ..speech.cues import n_frames, phones_to_cues
 
     ctx = ctx or RunContext()
@@ -345,4 +347,6 @@ def speech_from_spoken(spoken: SpokenText, ctx: RunContext | None = None) -> Spe
     energy = normalised_energy(level, reference)
     voiced = voice_activity(level, reference, floor)
     cues = phones_to_cues(spoken.phones, spoken.duration)
-    return Speech(spoken.duration, cues, spoken.timing, energy, voiced, spoken.words, spoken.phones, list(spoken.warnings))
+    mel = log_mel(load_audio(spoken.path).samples)
+    return Speech(spoken.duration, cues, spoken.timing, energy, voiced, spoken.words, spoken.phones,
+                  list(spoken.warnings), mel)

@@ -1,0 +1,95 @@
+"""Mouth curves from the learned lip model (facetalk.lips): the default motion.
+
+The model gives, 100 times a second, the opening and the width of a mouth in units of the
+speaker's own range (lips.data). Here they become the renderer's parameters:
+- open: the predicted opening times the face's amplitude (the generic OPEN_GAIN, or the
+  person's own: an identity's shape table scales it by its D opening over the generic D);
+- wide / round: the width above / below the speaker's usual, scaled the same way by the
+  table's B width and F rounding;
+- upper, lower, teeth: from the rule path's cues (teeth on F/V, the lip raise of EE), which
+  2-D landmarks cannot teach.
+The mouth closes where there is no voice activity within a fraction of a second (the model
+hears breaths and noise too), so silence renders a closed mouth; frames are read at their
+centre time from the 100-per-second predictions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import binary_dilation, gaussian_filter1d
+
+from ..lips.model import LipModel, lip_model
+from ..types import ANALYSIS_RATE, MOUTH_PARAMS, Shape, Speech
+from .curves import _cue_segments, _interval_means, frame_edges, mouth_curves
+from .shapes import target_table
+
+OPEN_GAIN = 0.75  # renderer opening of a speaker's wide-open (their 95th percentile) mouth
+WIDTH_GAIN = 0.3  # wide (or round) per standard deviation of the speaker's width
+SILENCE_REACH_S = 0.15  # the mouth may open this long before voice starts and after it ends
+_COL = {p: i for i, p in enumerate(MOUTH_PARAMS)}
+_RULE_COLUMNS = ("upper", "lower", "teeth")
+
+
+def gains(table: np.ndarray | None) -> tuple[float, float, float]:
+    """(open, wide, round) gains of a person's shape table against the generic one."""
+    if table is None:
+        return OPEN_GAIN, WIDTH_GAIN, WIDTH_GAIN
+    generic, own = target_table(), np.asarray(table, dtype=np.float64)
+    rows = {s: i for i, s in enumerate(Shape)}
+
+    def ratio(shape: Shape, col: str) -> float:
+        g = generic[rows[shape], _COL[col]]
+        return float(np.clip(own[rows[shape], _COL[col]] / g, 0.25, 2.0)) if g > 0 else 1.0
+
+    return OPEN_GAIN * ratio(Shape.D, "open"), WIDTH_GAIN * ratio(Shape.B, "wide"), WIDTH_GAIN * ratio(Shape.F, "round")
+
+
+def voice_gate(speech: Speech, n_rows: int) -> np.ndarray:
+    """(n_rows,) float in [0, 1] at 100 rows a second: 1 within SILENCE_REACH_S of voice
+    activity, easing to 0 away from it."""
+    voiced = np.zeros(n_rows, bool)
+    v = np.asarray(speech.voiced, bool)[:n_rows]
+    voiced[: len(v)] = v
+    reach = int(round(SILENCE_REACH_S * ANALYSIS_RATE))
+    near = binary_dilation(voiced, iterations=reach) if voiced.any() else voiced
+    return np.clip(gaussian_filter1d(near.astype(np.float64), 3.0), 0.0, 1.0)
+
+
+def bilabial_closure(speech: Speech, fps: float, n_frames: int) -> np.ndarray:
+    """(n_frames,) share of each frame's interval that the cues hold lips shut for M, B, P
+    (Rhubarb's A), when the cues come from known phones (a transcript, or text spoken by
+    facetalk); zeros when they were guessed from the sound."""
+    if not speech.phones or n_frames <= 0:
+        return np.zeros(max(n_frames, 0))
+    breaks, seq = _cue_segments(speech)
+    shut = np.array([[s == Shape.A] for s in seq], dtype=np.float64)
+    return _interval_means(breaks, shut, frame_edges(fps, n_frames))[:, 0]
+
+
+def learned_mouth(speech: Speech, fps: float, n_frames: int, table: np.ndarray | None = None,
+                  model: LipModel | None = None) -> np.ndarray:
+    """(n_frames, len(MOUTH_PARAMS)) float32 mouth targets in [0, 1] from the lip model.
+
+    speech must carry its log-mel (Speech.mel, as analyse_speech gives it). table: a
+    person's shape table (amplitudes, see gains); model: a loaded lip model (None: the
+    one shipped with facetalk)."""
+    if speech.mel is None:
+        raise ValueError("this Speech has no log-mel features (Speech.mel); analyse the audio with analyse_speech")
+    rules = mouth_curves(speech, fps, n_frames, table=table)
+    if n_frames <= 0:
+        return rules
+    model = model or lip_model()
+    pred = model.predict(speech.mel).astype(np.float64)  # (m, 2) at ANALYSIS_RATE
+    gate = voice_gate(speech, len(pred))
+    rows = np.arange(n_frames) / fps * ANALYSIS_RATE
+    idx = np.arange(len(pred))
+    opening = np.interp(rows, idx, pred[:, 0] * gate) if len(pred) else np.zeros(n_frames)
+    width = np.interp(rows, idx, pred[:, 1] * gate) if len(pred) else np.zeros(n_frames)
+    g_open, g_wide, g_round = gains(table)
+    out = np.zeros((n_frames, len(MOUTH_PARAMS)), np.float64)
+    out[:, _COL["open"]] = g_open * np.clip(opening, 0.0, None)
+    out[:, _COL["wide"]] = g_wide * np.clip(width, 0.0, None)
+    out[:, _COL["round"]] = g_round * np.clip(-width, 0.0, None)
+    for col in _RULE_COLUMNS:
+        out[:, _COL[col]] = rules[:, _COL[col]]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
