@@ -38,7 +38,8 @@ from .media.formats import classify
 from .media.frame_cache import FrameCache
 from .media.image import load_image
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
-from .motion.build import build_motion
+from .lips.model import lip_model
+from .motion.build import MOUTH_MODES, build_motion
 from .prefetch import ordered_map, prefetch
 from .render.base import Renderer, get_renderer
 from .render.headpose import HeadMotion
@@ -82,7 +83,8 @@ class RenderRequest:
     label_corner: str = "bottom-right"  # bottom-right, bottom-left, top-right, top-left
     label_size: float = DEFAULT_LABEL_SIZE  # text height over frame height
     label_opacity: float = DEFAULT_LABEL_OPACITY
-    mouth: str = "speech"  # "speech", or a baseline for eval: "energy", "frozen"
+    mouth: str = "learned"  # lip motion: "learned" (the lip model), "rules" (mouth cues), or eval's "energy", "frozen"
+    lip_model: str | None = None  # a lip model folder (`facetalk lipsync train`); None: the shipped one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +140,9 @@ def render(
     # 1. check inputs and output before any heavy work
     output = Path(request.output)
     check_output_path(output)
+    if request.mouth not in MOUTH_MODES + ("speech",):
+        raise InputError(f"unknown lip motion {request.mouth!r}: use one of {', '.join(MOUTH_MODES)}")
+    lips = lip_model(request.lip_model) if request.mouth in ("learned", "speech") else None  # checked now, not mid-render
     identity = _load_identity(request, registry)
     if identity is not None and not request.face:
         request = replace(request, face=str(identity.reference if request.identity_face == "photo" else identity.clip))
@@ -177,7 +182,7 @@ def render(
     # 3. cues -> per-frame motion; the video frame count follows the audio
     n_frames = max(1, int(round(speech.duration * fps)))
     motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo,
-                          mouth=request.mouth, shapes=identity.shapes if identity is not None else None)
+                          mouth=request.mouth, shapes=identity.shapes if identity is not None else None, lips=lips)
     t = timer.add("motion", t)
 
     if is_photo:
