@@ -17,7 +17,6 @@ both and refuses anything else in one line (LipModelError).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FacetalkError
+from ..neural.check import sha256_file  # noqa: F401 - also what lips.train and the tests use
 from .features import N_MELS
 
 CONFIG_FILE = "config.json"
@@ -243,14 +243,6 @@ class LipModel:
         if self._blas is None:
             self._blas = ThreadpoolController()
         return self._blas.limit(limits=1, user_api="blas")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def expected_shapes(arch: Arch) -> dict[str, tuple[int, ...]]:
