@@ -29,26 +29,26 @@ def valid_frames(lm: np.ndarray) -> np.ndarray:
     return np.isfinite(lm).all(axis=(1, 2))
 
 
-def openness_series(lm: np.ndarray) -> np.ndarray:
-    """(n,) float64 inner-lip gap over IOD per frame; NaN where the face is missing."""
+def _per_frame(lm: np.ndarray, measure) -> np.ndarray:
+    """(n,) float64 measure(landmarks) of each frame with a face; NaN where it is missing."""
     lm = np.asarray(lm, dtype=np.float64)
     out = np.full(len(lm), np.nan)
     ok = valid_frames(lm)
     if ok.any():
-        out[ok] = geometry.mouth_openness(lm[ok])
+        out[ok] = measure(lm[ok])
     return out
+
+
+def openness_series(lm: np.ndarray) -> np.ndarray:
+    """(n,) float64 inner-lip gap over IOD per frame; NaN where the face is missing."""
+    return _per_frame(lm, geometry.mouth_openness)
 
 
 def width_series(lm: np.ndarray) -> np.ndarray:
     """(n,) float64 mouth-corner distance (points 48-54) over IOD per frame; NaN where
     the face is missing. Rounded lips ("oo") narrow it, a smile widens it: lip motion
     that openness alone does not see."""
-    lm = np.asarray(lm, dtype=np.float64)
-    out = np.full(len(lm), np.nan)
-    ok = valid_frames(lm)
-    if ok.any():
-        out[ok] = geometry.mouth_width(lm[ok])
-    return out
+    return _per_frame(lm, geometry.mouth_width)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
