@@ -38,6 +38,7 @@ from .media.formats import classify
 from .media.frame_cache import FrameCache
 from .media.image import load_image
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
+from .lips.adapt import identity_lips
 from .lips.model import lip_model
 from .motion.build import MOUTH_MODES, build_motion
 from .prefetch import ordered_map, prefetch
@@ -144,6 +145,7 @@ def render(
         raise InputError(f"unknown lip motion {request.mouth!r}: use one of {', '.join(MOUTH_MODES)}")
     lips = lip_model(request.lip_model) if request.mouth in ("learned", "speech") else None  # checked now, not mid-render
     identity = _load_identity(request, registry)
+    lips = identity_lips(lips, identity)  # the person's own lip head, if any (lips.adapt), checked now
     if identity is not None and not request.face:
         request = replace(request, face=str(identity.reference if request.identity_face == "photo" else identity.clip))
     if not request.face:

@@ -102,6 +102,9 @@ def _summary_lines(m: dict, path: Path) -> list[tuple[str, str]]:
     files = m["files"] if isinstance(m["files"], dict) else {}
     lines.append(("files", ", ".join(f"{k} {_size(v.get('size') if isinstance(v, dict) else None)}"
                                      for k, v in files.items())))
+    from .lipfit import lips_summary
+
+    lines.append(("lips", lips_summary(m)))
     if "imported_from" in m:
         lines.append(("imported", f"from {m['imported_from']}"))
     return lines
@@ -109,15 +112,25 @@ def _summary_lines(m: dict, path: Path) -> list[tuple[str, str]]:
 
 @identity_group.command("verify")
 @click.argument("ref")
+@click.option("--lip-model", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Check the lip head against this lip model folder [default: the one shipped with facetalk].")
 @click.pass_obj
-def verify_command(obj: dict, ref: str) -> None:
-    """Check that every file of a version is present, unchanged and loads."""
+def verify_command(obj: dict, ref: str, lip_model: str | None) -> None:
+    """Check that every file of a version is present, unchanged and loads (and that its lip
+    head fits the lip model renders use)."""
     reg = _registry(obj)
     name, version = reg.resolve(ref)
     label = format_ref(name, version)
-    reg.verify(label)
-    files = reg.manifest(label)["files"]
-    click.echo(f"{label}: ok ({len(files)} files, {_size(sum(f['size'] for f in files.values()))})")
+    identity = reg.load(label)
+    lips = ""
+    if identity.lips is not None:
+        from ..lips.adapt import identity_lips
+        from ..lips.model import lip_model as load_lip_model
+
+        identity_lips(load_lip_model(lip_model), identity)
+        lips = ", own lip head"
+    files = identity.manifest["files"]
+    click.echo(f"{label}: ok ({len(files)} files, {_size(sum(f['size'] for f in files.values()))}{lips})")
 
 
 @identity_group.command("promote")
@@ -234,6 +247,45 @@ def create_command(obj: dict, name: str, footage: tuple[str, ...], transcripts: 
         why = ", ".join(f"{k} {v}" for k, v in result.frames_skipped.items() if v)
         click.echo(f"created {result.ref}{' (latest)' if is_latest else ''}: {result.frames_used} frames used, "
                    f"{skipped} skipped{f' ({why})' if why else ''}, in {result.seconds:.1f} s")
+        if getattr(result, "lips", ""):
+            click.echo(f"lips: {result.lips}")
+
+
+@identity_group.command("train-lips")
+@click.argument("ref")
+@click.option("--footage", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Footage the identity was learnt from (repeatable; checked against identity.json).")
+@click.option("--lip-model", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Fit on this lip model folder [default: the one shipped with facetalk].")
+@click.option("--promote", is_flag=True, help="Make the new version the latest.")
+@click.option("--quiet", "quiet_flag", is_flag=True, help="Print nothing but errors.")
+@click.option("--json-progress", is_flag=True, help="One JSON event per line on stderr.")
+@click.pass_obj
+def train_lips_command(obj: dict, ref: str, footage: tuple[str, ...], lip_model: str | None, promote: bool,
+                       quiet_flag: bool, json_progress: bool) -> None:
+    """Fit NAME's own lip head (how this person moves their mouth to their sound) on the
+    footage it was learnt from: a new version of NAME."""
+    from ..cli import _context, _finish
+    from ..lips.model import lip_model as load_lip_model
+    from ..progress import JsonProgress
+    from .lipfit import train_lips
+
+    for f in footage:
+        if not Path(f).is_file():
+            raise InputError(f"footage {f} not found" if not Path(f).exists() else f"footage {f} is not a file")
+    reg = _registry(obj)
+    model = load_lip_model(lip_model)
+    ctx, sink = _context(0, quiet_flag, json_progress)
+    try:
+        result = train_lips(reg, ref, list(footage), lip_model=model, promote=promote, ctx=ctx)
+    finally:
+        _finish(sink, ctx, quiet_flag)
+    if isinstance(sink, JsonProgress):
+        sink.emit("result", ref=result.ref, source=result.source, head=result.head, reason=result.reason,
+                  frames=result.frames, seconds=round(result.seconds, 3), latest=result.promoted)
+    elif not quiet_flag:
+        latest = " (latest)" if result.promoted else f" (not the latest: 'facetalk identity promote {result.ref}')"
+        click.echo(f"created {result.ref}{latest} from {result.source} in {result.seconds:.1f} s; lips: {result.reason}")
 
 
 def _is_latest(reg: Registry, name: str, version: int) -> bool:

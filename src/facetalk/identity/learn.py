@@ -5,8 +5,10 @@ Per footage file, two streaming passes (frames are never all held):
 2. judge each frame (blur, a turned head, occlusion, another person), sample face
    embeddings, and cut aligned mouth crops of the frames picked for the bank.
 Then, from what was kept: the speech of the footage aligned to mouth cues, the person's
-own shape table fitted to their measured mouth motion (identity.shapes), the reference
-frame, a clip of the footage to loop as the face source, and a new registry version.
+own shape table fitted to their measured mouth motion (identity.shapes), the person's own
+lip head on the lip model (lips.adapt: their sound against their mouth, when it helps on
+held-out parts of the footage), the reference frame, a clip of the footage to loop as the
+face source, and a new registry version.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..media.encode import VideoWriter
 from ..media.formats import classify
 from ..media.video import FrameReader, iter_frames, probe_video
 from ..render.mouth_shape import neutral_from
+from ..lips.adapt import HeadFit, save_head
 from ..speech.analyse import analyse_speech
 from ..types import Speech
 from . import model
@@ -67,6 +70,7 @@ class CreateResult:
     seconds: float
     shape_rms: tuple[float, float]  # residual of the generic and of the learnt shape table
     warnings: list[str] = field(default_factory=list)
+    lips: str = ""  # the lip head kept, or why the generic lip model is used
 
 
 @dataclass
@@ -96,11 +100,13 @@ def create_identity(
     ctx: RunContext | None = None,
     models: FaceModels | None = None,
     settings: LearnSettings | None = None,
+    lip_model=None,
 ) -> CreateResult:
     """Analyse footage of one person and write a new version of identity `name`.
 
     registry: a facetalk.identity.registry.Registry. transcripts: the words of each
-    footage file (same order) or None. Raises InputError / NoFaceError for unusable
+    footage file (same order) or None. lip_model: the LipModel the person's lip head is
+    fitted on (None: the shipped one). Raises InputError / NoFaceError for unusable
     footage; nothing is written unless the whole version is.
     """
     ctx = ctx or RunContext()
@@ -133,6 +139,9 @@ def create_identity(
                       for c in clips if c.speech is not None])
     bank = _build_bank(clips, settings, home_clip)
     start, stop = _clip_window(ref_clip, settings)
+    ctx.report("identity", 0.87, "fitting the person's lip head")
+    lips = fit_lips([(c.speech.mel if c.speech is not None else None, c.fps, c.landmarks, c.usable, c.path.name)
+                     for c in clips], lip_model)
 
     with registry.stage(name) as stage:
         ctx.report("identity", 0.9, "writing the face clip")
@@ -147,6 +156,8 @@ def create_identity(
                    "neutral": neutral.astype(np.float32),
                    "clip_landmarks": np.ascontiguousarray(ref_clip.landmarks[start:stop], dtype=np.float32)},
                   str(stage.path / model.FACE_FILE))
+        if lips.head is not None:
+            save_head(lips.head, stage.path / model.LIPS_HEAD_FILE)
         stage.manifest.update({
             "consent": consent,
             "footage": [_file_record(c.path) | {"frames": len(c.reasons), "fps": c.fps,
@@ -159,10 +170,31 @@ def create_identity(
                                               "shape_fit": {"frames": fit.frames, "per_shape": fit.per_shape,
                                                             "lag_frames": fit.lag, "rms_generic": fit.rms_before,
                                                             "rms_fitted": fit.rms_after}},
+            model.LIPS_KEY: lips.entry(),
         })
     ctx.report("identity", 1.0, stage.ref)
     return CreateResult(stage.ref, stage.version, total, used, skipped, time.perf_counter() - t0,
-                        (fit.rms_before, fit.rms_after), list(ctx.warnings))
+                        (fit.rms_before, fit.rms_after), list(ctx.warnings), lips.reason)
+
+
+def fit_lips(footage: list[tuple], lips=None) -> HeadFit:
+    """The person's lip head (lips.adapt.fit_head) from their footage: per file (log-mel of
+    its sound or None, fps, smoothed landmarks (n, 68, 2), usable frames (n,), name). The
+    mouth targets are the lip model's own (lips.targets), on the frames judged usable.
+    lips: the lip model (None: the one shipped with facetalk)."""
+    from ..lips.adapt import Recording, fit_head
+    from ..lips.model import lip_model
+    from ..lips.targets import mouth_targets
+
+    recordings = []
+    for mel, fps, landmarks, usable, name in footage:
+        if mel is None or not len(mel):
+            continue
+        t = mouth_targets(landmarks, landmarks, usable)  # the track's own jump test already ran (usable)
+        recordings.append(Recording(np.asarray(mel, np.float32), float(fps), t.open, t.width, name))
+    if not recordings:
+        return HeadFit(None, "no footage with a soundtrack: the generic lip model is used", 0, 0.0)
+    return fit_head(lips or lip_model(), recordings)
 
 
 def _skips_text(skipped: dict[str, int]) -> str:

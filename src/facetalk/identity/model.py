@@ -21,17 +21,29 @@ identity.json saying what they are (facetalk.neural.fit):
   `neural` renderer, stamped with its base model's name and sha256 ("kind": "lora");
 - config.json + model.safetensors: a small model of the person's own, trained from scratch
   ("kind": "model", the format of a base model folder).
+
+A version may also hold the person's own lip head (facetalk.lips.adapt), fitted by
+`identity create` (or `identity train-lips`) on the footage's sound and mouth:
+- lips_head.safetensors: the lip model's output layer refitted to the person, stamped with
+  the lip model's sha256; listed in "files" like the others, and described by the "lips"
+  entry of identity.json ("kind": "head", the lip model's sha256, taps, held-out r). A
+  version without it says in its "lips" entry why ("kind": "generic": too little footage,
+  or no gain on held-out parts of it) or has no entry (made before lip heads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..types import MOUTH_PARAMS, Shape
 from .bank import MouthBank
+
+if TYPE_CHECKING:
+    from ..lips.adapt import LipHead
 
 SCHEMA_VERSION = 1
 MANIFEST = "identity.json"
@@ -42,8 +54,10 @@ CLIP_FILE = "face.mp4"
 DATA_FILES = (BANK_FILE, FACE_FILE, REFERENCE_FILE, CLIP_FILE)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # peft's names
 MODEL_FILES = ("config.json", "model.safetensors")  # a model of the person's own (base folder format)
-OPTIONAL_FILES = ADAPTER_FILES + MODEL_FILES
-ADAPTER_KEY = "adapter"  # identity.json entry describing the optional files
+LIPS_HEAD_FILE = "lips_head.safetensors"  # facetalk.lips.adapt.HEAD_FILE
+OPTIONAL_FILES = ADAPTER_FILES + MODEL_FILES + (LIPS_HEAD_FILE,)
+ADAPTER_KEY = "adapter"  # identity.json entry describing the neural renderer's optional files
+LIPS_KEY = "lips"  # identity.json entry describing the lip head (or why there is none)
 # Top-level keys every identity.json has.
 MANIFEST_KEYS = ("schema", "name", "version", "facetalk", "created", "consent", "footage", "frames",
                  "shapes", "settings", "files")
@@ -66,6 +80,7 @@ class Identity:
     embedding: np.ndarray
     neutral: np.ndarray
     clip_landmarks: np.ndarray  # (n, 68, 2) float32 per frame of the clip, NaN where no face
+    lips: LipHead | None = None  # the person's own lip head (None: the generic lip model)
 
     @property
     def ref(self) -> str:

@@ -40,6 +40,8 @@ from .model import (
     CLIP_FILE,
     DATA_FILES,
     FACE_FILE,
+    LIPS_HEAD_FILE,
+    LIPS_KEY,
     MANIFEST,
     MANIFEST_KEYS,
     MODEL_FILES,
@@ -453,8 +455,41 @@ def load_data(label: str, name: str, version: int, folder: Path, manifest: dict,
         raise IdentityError(f"{label}: {CLIP_FILE} has {clip.n_frames} frames but {FACE_FILE} tracks "
                             f"{len(face['clip_landmarks'])}; {fix}")
     shapes = _loading(label, MANIFEST, "a shape table", fix, lambda: _shape_table(manifest["shapes"]))
+    lips = load_lips(label, folder, manifest)
     return Identity(name=name, version=version, path=folder, manifest=manifest, shapes=shapes, bank=bank,
-                    embedding=face["embedding"], neutral=face["neutral"], clip_landmarks=face["clip_landmarks"])
+                    embedding=face["embedding"], neutral=face["neutral"], clip_landmarks=face["clip_landmarks"],
+                    lips=lips)
+
+
+def refit_lips_hint(manifest: dict) -> str:
+    return (f"fit it again with 'facetalk identity train-lips {_short(manifest.get('name', 'NAME'))} "
+            "--footage VIDEO' (the footage it was learnt from)")
+
+
+def load_lips(label: str, folder: Path, manifest: dict):
+    """The version's lip head (facetalk.lips.adapt.LipHead), None when it has none. Its
+    file (already hashed by check_files) must load and carry the lip model stamp that the
+    "lips" entry of identity.json records; each problem is one IdentityError."""
+    from ..lips.adapt import load_head
+
+    fix = refit_lips_hint(manifest)
+    entry = manifest.get(LIPS_KEY)
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    listed = LIPS_HEAD_FILE in (manifest.get("files") or {})
+    if entry is not None and kind not in ("head", "generic"):
+        raise IdentityError(f"{label}: the \"{LIPS_KEY}\" entry of {MANIFEST} is malformed; {fix}")
+    if kind == "head" and not listed:
+        raise IdentityError(f"{label}: {MANIFEST} does not list {LIPS_HEAD_FILE}, which its {LIPS_KEY} entry needs; {fix}")
+    if not listed:
+        return None
+    if kind != "head":
+        raise IdentityError(f"{label}: {MANIFEST} lists {LIPS_HEAD_FILE} but no \"{LIPS_KEY}\" entry describes it; {fix}")
+    head = _loading(label, LIPS_HEAD_FILE, "a lip head", fix, lambda: load_head(folder / LIPS_HEAD_FILE))
+    stamp = (entry.get("lip_model") or {}).get("sha256") if isinstance(entry.get("lip_model"), dict) else None
+    if head.lip_sha256 != stamp:
+        raise IdentityError(f"{label}: {LIPS_HEAD_FILE} is stamped with lip model sha256 {head.lip_sha256[:12]} but "
+                            f"{MANIFEST} with {_short(stamp)[:12]}; {fix}")
+    return head
 
 
 def check_adapters(label: str, folder: Path, manifest: dict, fix: str, home: Path | None = None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..identity.model import ADAPTER_KEY, DATA_FILES
+from ..identity.model import ADAPTER_KEY, DATA_FILES, LIPS_HEAD_FILE
 from ..identity.registry import BUILDER_KEYS, Registry
 from .check import ModelError
 from .config import ModelConfig, TrainSettings
@@ -130,8 +130,8 @@ def fit_identity(
     entry["training"] |= {"seconds": round(time.perf_counter() - t0, 1), "device": dev, "crops": len(samples),
                           "footage": [identity.ref] + [Path(f).name for f in footage or []]}
     with registry.stage(name) as st:
-        for f in DATA_FILES:
-            _link_or_copy(identity.path / f, st.path / f)
+        for f in DATA_FILES + ((LIPS_HEAD_FILE,) if (identity.path / LIPS_HEAD_FILE).is_file() else ()):
+            _link_or_copy(identity.path / f, st.path / f)  # the person's lip head, if any, goes along
         for f, path in files.items():
             shutil.move(str(path), str(st.path / f))
         st.manifest.update({k: identity.manifest[k] for k in BUILDER_KEYS})
