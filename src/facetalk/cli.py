@@ -232,6 +232,7 @@ from .tts.cli import tts_command, voices_command  # noqa: E402
 from .finish.grade_cli import grade_command  # noqa: E402
 from .swap.cli import swap_command  # noqa: E402
 from .lips.cli import lipsync_group  # noqa: E402
+from .live.cli import live_command  # noqa: E402
 
 cli.add_command(eval_command)
 cli.add_command(bench_command)
@@ -247,6 +248,7 @@ cli.add_command(voices_command)
 cli.add_command(grade_command)
 cli.add_command(swap_command)
 cli.add_command(lipsync_group)
+cli.add_command(live_command)
 
 
 def _exit_on_sigterm(signum, frame) -> None:

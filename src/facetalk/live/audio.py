@@ -62,8 +62,10 @@ class LiveMouth:
     rows() -> (start_row, (k, 2) float64): open and width already multiplied by the
     voice gate, the rows made final since the last call."""
 
-    def __init__(self, model: LipModel) -> None:
+    def __init__(self, model: LipModel, gate: bool = True) -> None:
+        """gate=False: the model's predictions as they are (no voice gate; for checks)."""
         self.model = model
+        self.gate = gate
         self.stream = model.stream()
         self.lookahead = model.arch.lookahead
         self.voice = StreamVoice()
@@ -154,7 +156,7 @@ class LiveMouth:
             if b > a:
                 v[a - lo:b - lo] = voiced[a - self._voiced_row:b - self._voiced_row]
             near = np.array([v[j:j + 2 * self._reach + 1].any() for j in range(2 * self._smooth + 1)])
-            gate = float(np.clip(np.dot(self._weights, near), 0.0, 1.0))
+            gate = float(np.clip(np.dot(self._weights, near), 0.0, 1.0)) if self.gate else 1.0
             out.append(self._pred[r - self._pred_row] * gate)
         self._out_row = max(start, last)
         # forget what no later row needs

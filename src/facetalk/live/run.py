@@ -83,6 +83,7 @@ def feed_file(session: LiveSession, samples: np.ndarray, realtime: bool = True,
                 if realtime and len(pending) > 1 and pending[1].done() \
                         and clock() >= pending[1].result().pts + session.delay:
                     pending.popleft()  # stale: the frame after it is due already
+                    session.stats.frames -= 1
                     session.stats.skipped += 1
                     continue
                 frame = pending[0].result()

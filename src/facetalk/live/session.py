@@ -153,7 +153,7 @@ class FramePlan:
 
 @dataclass
 class LiveStats:
-    frames: int = 0  # frames sent
+    frames: int = 0  # frames drawn and sent
     skipped: int = 0  # frames dropped because they were late
     held: int = 0  # frames not drawn at half rate (the one before is shown)
     render_s: float = 0.0
