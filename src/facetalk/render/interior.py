@@ -18,7 +18,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from ..face.geometry import apply, interocular, invert, to_canonical
-from .mouth_shape import JAW_DROP, neutral_from
+from .mouth_shape import JAW_DROP, hairline, neutral_from
 
 # Tooth boundaries from the midline outwards (canonical units): centrals, laterals,
 # canines, premolars; spacing shrinks to the side as the arch turns away.
@@ -178,7 +178,10 @@ def paint_interior(
     up = _lip_line(shaped, [60, 61, 62, 63, 64])
     lo = _lip_line(shaped, [64, 65, 66, 67, 60])
     x_left, x_right = float(shaped[60, 0]), float(shaped[64, 0])
+    # closed lips keep a hairline (MIN_GAP) between their landmarks: that is the seam
+    # (lip_layer), not an opening, so it is not painted
     gap_c = float(lo((x_left + x_right) / 2) - up((x_left + x_right) / 2))
+    gap_c -= float(hairline(gap_c))
     if gap_c * px_per_unit < 0.3 or x_right - x_left < 1e-3:
         return alpha_full
     # pixel box of the opening, a little grown
@@ -198,7 +201,7 @@ def paint_interior(
     y_up, y_lo = up(cx), lo(cx)
     inside_x = (cx > x_left) & (cx < x_right)
     # anti-aliased coverage from the vertical distance to the nearer lip, in pixels
-    dist = np.minimum(cy - y_up, y_lo - cy) * px_per_unit
+    dist = (np.minimum(cy - y_up, y_lo - cy) - 0.5 * hairline(y_lo - y_up)) * px_per_unit
     alpha = np.clip(dist + 0.2, 0.0, 1.0) * inside_x
     if not alpha.any():
         return alpha_full

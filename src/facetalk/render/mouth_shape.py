@@ -21,9 +21,20 @@ JAW_DROP = 0.28
 # Share of the jaw drop that each jaw contour point 4..12 follows: the chin moves most,
 # the points near the ear hardly (the jaw rotates about the joint in front of the ear).
 JAW_FOLLOW = np.array([0.18, 0.45, 0.75, 0.93, 1.0, 0.93, 0.75, 0.45, 0.18])
-# Even closed lips keep a hairline between them: it draws as the dark lip line, and it
-# keeps the warp from mapping one target point to two source points (a fold).
+# Even closed lips keep a hairline between their target points: it keeps the warp from
+# mapping one target point to two source points (a fold). The lip layer draws over it
+# (the lips meet; see hairline).
 MIN_GAP = 0.012
+
+
+def hairline(gap):
+    """The part of an inner-lip gap (canonical units, scalar or array) that is the closed
+    lips' hairline, not an opening: all of it up to MIN_GAP, none from twice MIN_GAP (so
+    the drawn opening, gap - hairline(gap), grows smoothly from 0)."""
+    g = np.maximum(gap, 0.0)
+    return np.minimum(g, MIN_GAP * np.clip(2.0 - g / MIN_GAP, 0.0, 1.0))
+
+
 UPPER_OUTER = [49, 50, 51, 52, 53]
 UPPER_INNER = [61, 62, 63]
 LOWER_OUTER = [55, 56, 57, 58, 59]

@@ -5,7 +5,10 @@ Per frame: target landmarks from the mouth vector (mouth_shape); a piecewise-aff
 displacement from the target points back to the source points, with fixed anchors on
 the nose, eyes, upper jaw and the region's border, lightly blurred so it is smooth, and
 applied with cv2.remap at full resolution. A window takes the displacement to exactly
-zero at the region's border, so the patch has no seam. The open mouth is painted by interior.paint_interior.
+zero at the region's border, so the patch has no seam. The lips are then redrawn from the
+frame's own lip pixels with the seam where they meet (lip_layer.redraw_lips: never the
+teeth or dark gap that lay between them), and the open mouth is painted by
+interior.paint_interior.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from scipy.spatial import Delaunay
 from ..face.geometry import apply, interocular, invert
 from ..types import MOUTH_PARAMS, Patch
 from .interior import MouthLook, analyse_reference, paint_interior
+from .lip_layer import redraw_lips
 from .mouth_shape import MOVED, mouth_geometry, neutral_from
 
 # upper-lid point -> the lower-lid point it closes onto
@@ -56,46 +60,6 @@ def piecewise_affine_field(ctrl: np.ndarray, values: np.ndarray, h: int, w: int)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     field = xs[..., None] * c[:, :, 0] + ys[..., None] * c[:, :, 1] + c[:, :, 2]
     return field.astype(np.float32)
-
-
-def clear_lip_band(roi: np.ndarray, mouth: np.ndarray, lip: np.ndarray, iod: float) -> np.ndarray:
-    """Repaint, from the surrounding lip, pixels near the target lip line that are not lip.
-
-    dlib puts the inner-lip points of an open mouth on the teeth edges, not the lips'
-    real edges, so closing those points together leaves a strip of the source's teeth
-    (or its dark gap) between the lips. Here pixels of roi (uint8, changed in place)
-    inside the target outer lips and within ~0.05 IOD of the target inner-lip line that
-    are far brighter and paler (teeth) or far darker (cavity) than the person's lip
-    colour are inpainted from their neighbours. mouth: (20, 2) target points 48-67 in
-    roi pixels; lip: RGB in [0, 1]. Returns the (h, w) float32 mask of repainted pixels.
-    """
-    h, w = roi.shape[:2]
-    x0, y0 = np.floor(mouth.min(axis=0) - 2).astype(int)
-    x1, y1 = np.ceil(mouth.max(axis=0) + 3).astype(int)
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    out = np.zeros((h, w), np.float32)
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        return out
-    box = roi[y0:y1, x0:x1]
-    pts = np.round((mouth - [x0, y0]) * 16).astype(np.int32)
-    lips = np.zeros(box.shape[:2], np.uint8)
-    cv2.fillPoly(lips, [pts[:12]], 1, cv2.LINE_8, 4)
-    near = np.zeros_like(lips)
-    cv2.polylines(near, [pts[12:]], True, 1, max(1, int(round(0.1 * iod))), cv2.LINE_8, 4)
-    rgb = box.astype(np.float32) / 255.0
-    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    chroma = rgb.max(axis=2) - rgb.min(axis=2)
-    lip_luma = float(np.dot(lip, [0.299, 0.587, 0.114]))
-    lip_chroma = float(lip.max() - lip.min())
-    teeth = (luma > lip_luma + 0.12) & (chroma < 0.75 * lip_chroma + 0.02)
-    cavity = luma < 0.5 * lip_luma
-    foreign = ((teeth | cavity) & (lips > 0) & (near > 0)).astype(np.uint8)
-    if not foreign.any():
-        return out
-    foreign = cv2.dilate(foreign, np.ones((3, 3), np.uint8))
-    roi[y0:y1, x0:x1] = cv2.inpaint(np.ascontiguousarray(box), foreign, max(2.0, 0.03 * iod), cv2.INPAINT_TELEA)
-    out[y0:y1, x0:x1] = foreign
-    return out
 
 
 @lru_cache(maxsize=32)
@@ -315,12 +279,13 @@ class WarpRenderer:
         warped, iod = region.image, region.iod
         origin = np.array([region.x0, region.y0], np.float64)
 
-        # what the source mouth showed (teeth, a dark gap) and the closing lips did not cover
-        cleared = clear_lip_band(warped, tgt[48:68] - origin, self._look.lip, iod)
-
-        # the open mouth, painted in place on the warped pixels
         roi_to_canon = to_c.copy()
         roi_to_canon[:, 2] += to_c[:, :2] @ origin  # roi pixel -> frame pixel -> canonical
+        # the lips, redrawn from the frame's own lip pixels (never what lay between
+        # them: teeth, a dark gap), with the seam where they meet
+        cleared = redraw_lips(warped, roi_to_canon, frame, to_c, apply(to_c, lm), shaped, self._look.lip, iod)
+
+        # the open mouth, painted in place on the warped pixels
         inner_a = paint_interior(warped, roi_to_canon, closed, shaped, self._look, params, iod)
 
         # mask: where the warp moved pixels by more than a fraction of one, or the
