@@ -178,7 +178,7 @@ def _mouth_openness(path) -> np.ndarray:
     return np.array(out)
 
 
-def test_live_cli_records_a_mouth_that_opens_with_speech_and_shuts_in_the_pause(tmp_path, capsys, photo,
+def test_live_cli_records_a_mouth_that_opens_with_speech_and_shuts_in_the_pause(tmp_path, capsys, photo, face,
                                                                                  speech_with_pause):
     out, report = tmp_path / "live.mp4", tmp_path / "live.json"
     code, _, err = run_cli(capsys, "live", "--face", photo, "--audio", speech_with_pause["path"], "-o", out,
@@ -201,7 +201,10 @@ def test_live_cli_records_a_mouth_that_opens_with_speech_and_shuts_in_the_pause(
     t = np.arange(len(openness)) / FPS
     pause = openness[(t > a + 0.35) & (t < b - 0.35)]
     speech = openness[(t > 0.6) & (t < a - 0.1)]
-    assert np.nanmedian(pause) < 0.05, f"mouth open in the pause: {np.nanmedian(pause):.3f}"
+    # the photo smiles with teeth (dlib puts the inner lips on the teeth): in the pause the
+    # mouth is as closed as the photo's or more, never opened (test_render_e2e's rule)
+    rest = geometry.mouth_openness(detect_landmarks(FaceModels(), face.image))
+    assert np.nanmax(pause) < min(rest, 0.08) + 0.03, f"mouth open in the pause: {np.nanmax(pause):.3f}"
     assert np.nanpercentile(speech, 80) > np.nanmedian(pause) + 0.08, "mouth must open while speaking"
     drawn = np.array(log["open"])
     assert drawn[(t > a + 0.35) & (t < b - 0.35)].max() < 0.02

@@ -59,6 +59,10 @@ def create_app(config: ServerConfig, service: Service | None = None, studio: boo
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
 
     app.include_router(api_router(service))
+    from .live import LiveHub, live_router
+
+    app.state.live = LiveHub(config.live_sessions)
+    app.include_router(live_router(service, app.state.live))
 
     if studio:
         @app.get("/", include_in_schema=False)

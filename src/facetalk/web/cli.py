@@ -33,12 +33,15 @@ def _check_port(host: str, port: int) -> None:
               help="Largest upload accepted, per request.")
 @click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True,
               help="Job worker processes to start (0: run 'facetalk worker' yourself).")
+@click.option("--live-sessions", type=click.IntRange(0, 16), default=1, show_default=True,
+              help="Live avatar sessions at once (/v1/live); one more is refused with a message. 0: none.")
 @click.option("--allow-urls", is_flag=True, help="Fetch http(s) URLs given as face, audio or footage.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="Facetalk home (jobs.db, outputs/, identities/, uploads/) [default: $FACETALK_HOME, else the user data folder].")
 @click.option("--log-level", type=click.Choice(["error", "warning", "info", "debug"]), default="warning",
               show_default=True, help="How much the web server logs.")
-def serve_command(host, port, token, auth, max_upload_mb, workers, allow_urls, home, log_level) -> None:
+def serve_command(host, port, token, auth, max_upload_mb, workers, live_sessions, allow_urls, home,
+                  log_level) -> None:
     """Start the web studio and the REST API on this machine, with job workers.
 
     The studio is at http://HOST:PORT/studio/, the API at /v1 (schema at /openapi.json).
@@ -51,7 +54,7 @@ def serve_command(host, port, token, auth, max_upload_mb, workers, allow_urls, h
 
     config = ServerConfig(home=Path(home).expanduser() if home else facetalk_home(), host=host, port=port,
                           token=token or None, auth=parse_auth(auth), max_upload_bytes=max_upload_mb * 1024 * 1024,
-                          workers=workers, allow_urls=allow_urls)
+                          workers=workers, allow_urls=allow_urls, live_sessions=live_sessions)
     config.check()
     _check_port(host, port)
     serve(config, echo=lambda line: click.echo(line, err=True), log_level=log_level)

@@ -63,6 +63,7 @@ class ServerConfig:
     allow_urls: bool = False
     allowed_hosts: tuple[str, ...] | None = field(default=None)
     poll_s: float = 0.25  # how often live progress (SSE, the studio) looks at the store
+    live_sessions: int = 1  # live avatar sessions at once (facetalk.web.live); 0: none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().absolute())
@@ -91,6 +92,8 @@ class ServerConfig:
             raise ConfigError("--max-upload-mb must be at least 1")
         if not 0 <= self.workers <= 64:
             raise ConfigError("--workers must be 0 to 64")
+        if not 0 <= self.live_sessions <= 16:
+            raise ConfigError("--live-sessions must be 0 to 16")
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port {self.port} is out of range (1 to 65535)")
 

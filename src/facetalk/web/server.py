@@ -47,7 +47,7 @@ def serve(config: ServerConfig, echo: Callable[[str], None] | None = None, log_l
     workers = Workers(config, on_event=echo)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                                            access_log=False, server_header=False, timeout_graceful_shutdown=5,
-                                           ws="none"))
+                                           ws="auto"))  # websockets (the web extra): /v1/live
     workers.start()
     auth = ("token required (--token)" if config.token else "HTTP basic auth (--auth)" if config.auth
             else "open to this machine only")
