@@ -6,6 +6,7 @@ picture). This is what `facetalk live`, bench/bench_live.py and the tests use.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -51,18 +52,79 @@ class LiveResult:
     wall_s: float
 
 
+def pump_frames(session: LiveSession, on_frame: Callable[[LiveFrame], None], clock: Callable[[], float],
+                stop: threading.Event | None = None, tick: Callable[[float], None] | None = None,
+                idle_s: float = 0.005) -> None:
+    """Make session's frames as they fall due and hand each to on_frame at its due time
+    (pts + delay on clock, the session's seconds), `sent` set to that moment, in order,
+    until the stream is done or stop is set. session.workers frames are drawn at once; a
+    finished frame whose successor is already due is dropped (counted as skipped) rather
+    than sent late. tick(now), if given, runs every turn (a file feeds its audio there);
+    otherwise audio arrives through session.push from another thread."""
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(session.workers, thread_name_prefix="facetalk-live") as pool:
+        try:
+            while stop is None or not stop.is_set():
+                if tick is not None:
+                    tick(clock())
+                while pending and pending[0].done():
+                    if len(pending) > 1 and pending[1].done() and clock() >= pending[1].result().pts + session.delay:
+                        pending.popleft()  # stale: the frame after it is due already
+                        session.stats.frames -= 1
+                        session.stats.skipped += 1
+                        continue
+                    frame = pending[0].result()
+                    now = clock()
+                    if now < frame.pts + session.delay:
+                        break
+                    frame.sent = now
+                    pending.popleft()
+                    on_frame(frame)
+                if session.done and not pending:
+                    break
+                if len(pending) < session.workers:
+                    now = clock()
+                    plan = session.plan(now, ahead=session.delay)
+                    if plan is not None:
+                        pending.append(pool.submit(session.draw, plan, now))
+                        continue
+                due = pending[0].result().pts + session.delay if pending and pending[0].done() else None
+                pause = idle_s if due is None else min(idle_s, due - clock())
+                if pause > 0:
+                    time.sleep(pause)
+        finally:
+            for f in pending:
+                f.cancel()
+
+
 def feed_file(session: LiveSession, samples: np.ndarray, realtime: bool = True,
               on_frame: Callable[[LiveFrame], None] | None = None, clock: Callable[[], float] | None = None,
               should_stop: Callable[[], bool] | None = None) -> float:
     """Feed samples (16 kHz mono float32) to session and take its frames until the
-    stream is done; returns wall seconds. realtime: chunks at the pace of the sound and
-    each frame handed on at its due time, pts + delay (clock: seconds since the start,
-    default a monotonic wall clock), its `sent` set to that moment; otherwise every frame
-    as soon as it is final, no pacing. session.workers frames are drawn at once."""
+    stream is done; returns wall seconds. realtime: 20 ms chunks at the pace of the sound
+    and frames handed on at their due time (pump_frames; clock: seconds since the start,
+    default a monotonic wall clock); otherwise every frame as soon as it is final, no
+    pacing, session.workers drawn at once."""
     t0 = time.monotonic()
     clock = clock or (lambda: time.monotonic() - t0)
-    pos = 0
+    on_frame = on_frame or (lambda f: None)
     n = len(samples)
+    fed = [0]
+    if realtime:
+        stop = threading.Event()
+
+        def tick(now: float) -> None:
+            if should_stop is not None and should_stop():
+                stop.set()
+            want = min(n, int(now * SAMPLE_RATE) // CHUNK * CHUNK)
+            if want > fed[0]:
+                session.push(samples[fed[0]:want])
+                fed[0] = want
+            if fed[0] >= n and not session.mouth.ended:
+                session.end()
+
+        pump_frames(session, on_frame, clock, stop, tick)
+        return time.monotonic() - t0
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(session.workers, thread_name_prefix="facetalk-live") as pool:
         while True:
@@ -70,50 +132,20 @@ def feed_file(session: LiveSession, samples: np.ndarray, realtime: bool = True,
                 for f in pending:
                     f.cancel()
                 break
-            now = clock() if realtime else None
-            if realtime:
-                want = min(n, int(now * SAMPLE_RATE) // CHUNK * CHUNK)
-                if want > pos:
-                    session.push(samples[pos:want])
-                    pos = want
-                if pos >= n and not session.mouth.ended:
-                    session.end()
-            # hand on finished frames, in order, each at its due time
             while pending and pending[0].done():
-                if realtime and len(pending) > 1 and pending[1].done() \
-                        and clock() >= pending[1].result().pts + session.delay:
-                    pending.popleft()  # stale: the frame after it is due already
-                    session.stats.frames -= 1
-                    session.stats.skipped += 1
-                    continue
-                frame = pending[0].result()
-                if realtime:
-                    now = clock()
-                    if now < frame.pts + session.delay:
-                        break
-                    frame.sent = now
-                pending.popleft()
-                if on_frame is not None:
-                    on_frame(frame)
+                on_frame(pending.popleft().result())
             if session.done and not pending:
                 break
             if len(pending) < session.workers:
-                plan = session.plan(now, ahead=session.delay)
+                plan = session.plan(None)
                 if plan is not None:
-                    pending.append(pool.submit(session.draw, plan, now))
+                    pending.append(pool.submit(session.draw, plan, None))
                     continue
-            if realtime:
-                due = pending[0].result().pts + session.delay if pending and pending[0].done() else None
-                nxt = min(x for x in ((pos + CHUNK) / SAMPLE_RATE if pos < n else None, due) if x is not None) \
-                    if (pos < n or due is not None) else clock() + 0.005
-                pause = nxt - clock()
-                if pause > 0:
-                    time.sleep(min(pause, 0.005))
-            elif len(pending) >= session.workers or (pending and pos >= n and session.mouth.ended):
+            if len(pending) >= session.workers:
                 wait([pending[0]], return_when=FIRST_COMPLETED)
-            elif pos < n:
-                session.push(samples[pos:pos + CHUNK])
-                pos += CHUNK
+            elif fed[0] < n:
+                session.push(samples[fed[0]:fed[0] + CHUNK])
+                fed[0] += CHUNK
             elif not session.mouth.ended:
                 session.end()
             elif pending:
