@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--phones", action="store_true", help="also measure closing the lips on aligned M/B/P (GRID words)")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "lipsync-cv")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (ensembles: runs with several seeds)")
     args = ap.parse_args()
 
     import torch
@@ -162,7 +163,7 @@ def main() -> None:
     held = held_out_speakers(args.corpus)
     folds = speaker_folds(clips, args.folds, held)
     arch = Arch(channels=args.channels, lookahead=args.lookahead)
-    settings = TrainSettings(steps=args.steps, batch=args.batch)
+    settings = TrainSettings(steps=args.steps, batch=args.batch, seed=args.seed)
     predictions: dict[str, np.ndarray] = {}
     t0 = time.time()
 
@@ -215,6 +216,10 @@ def main() -> None:
         "summary": {c: summarise(final, c) for c in curves + ["learned_width", "rules_width"]},
         "clips": [{"key": r.key, "speaker": r.speaker, "language": r.language, "fold": r.fold,
                    **{k: vars(v) for k, v in r.scores.items()}} for r in final]}, indent=1, default=float))
+    # every clip's held-out prediction (n, 2: open, width), for post-hoc analyses (smoothing, ensembles)
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in predictions.items()}, str(args.out / "predictions.safetensors"))
     if args.phones:
         lines += ["", *phones_experiment(clips, predictions)]
         (args.out / "cv.md").write_text("\n".join(lines) + "\n")
