@@ -125,7 +125,10 @@ def test_pacer_steps_down_when_slow_and_back_up_when_there_is_room():
         p.observe(t, 1.2 * interval, 0)
         t += interval
     assert p.level == 1
-    p.observe(t, 0.1 * interval, skipped=3)  # a skip steps down at once
+    p.observe(t, 0.5 * interval, skipped=3)  # right after a step: frames planned before it, no new step
+    assert p.level == 1
+    t += 1.1
+    p.observe(t, 0.5 * interval, skipped=3)  # a skip once settled steps down at once
     assert p.level == 2
     for _ in range(int(6 * FPS)):
         t += interval

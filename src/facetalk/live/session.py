@@ -86,11 +86,13 @@ class Pacer:
     """Chooses the render level from how long frames take against the frame interval.
 
     Down a level when the smoothed render time stays above 80% of the interval for 10
-    frames, or at once when a frame had to be skipped; up a level after 5 s in which the
+    frames, or at once when a frame had to be skipped (not again within SETTLE_S: frames
+    planned before a step still arrive late); up a level after 5 s in which the
     time expected at the level above (scaled by its pixel count) stays under 50%."""
 
     DOWN_SHARE, UP_SHARE = 0.8, 0.5
     DOWN_AFTER, UP_AFTER_S = 10, 5.0
+    SETTLE_S = 1.0  # after a step, skips (from frames planned before it) do not step again for this long
 
     def __init__(self, fps: float, adapt: bool = True) -> None:
         self.fps = fps
@@ -115,7 +117,8 @@ class Pacer:
             return
         interval = self.step / self.fps
         self._slow = self._slow + 1 if self.ema > self.DOWN_SHARE * interval else 0
-        if (skipped or self._slow >= self.DOWN_AFTER) and self.level < len(LEVELS) - 1:
+        settled = not self.changes or pts - self.changes[-1][0] >= self.SETTLE_S  # one skip is not a trend
+        if ((skipped and settled) or self._slow >= self.DOWN_AFTER) and self.level < len(LEVELS) - 1:
             self._move(pts, +1)
             return
         if self.level > 0:

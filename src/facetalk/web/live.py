@@ -325,14 +325,16 @@ class _Runner:
         self._error: str | None = None
 
     def clock(self) -> float:
+        """Session seconds: the wall clock since the first audio, held back to the audio
+        received (the latest packet's arrival, the audio it completes), so a client whose
+        microphone runs slow or whose packets come late is not shown as frames gone late:
+        each frame still leaves delay_s after its sound arrived."""
         return 0.0 if self._t0 is None else time.monotonic() - self._t0
 
     def start(self) -> None:
         self._thread.start()
 
     def push(self, data: bytes) -> None:
-        if self._t0 is None:
-            self._t0 = time.monotonic()
         if self.session.mouth.ended:
             return
         try:
@@ -340,6 +342,9 @@ class _Runner:
         except InputError as e:
             self._error = str(e)
             self.slot.stop.set()
+            return
+        anchor = time.monotonic() - self.session.audio_seconds  # the clock never runs ahead of the audio in
+        self._t0 = anchor if self._t0 is None else max(self._t0, anchor)
 
     def end(self) -> None:
         if not self.session.mouth.ended:
