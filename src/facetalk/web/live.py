@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -181,15 +182,22 @@ def parse_frame_message(data: bytes) -> tuple[dict, bytes]:
 
 def live_router(service, hub: LiveHub) -> APIRouter:
     config = service.config
-    router = APIRouter(prefix="/v1")
+    router = APIRouter()
+
+    @router.get("/live/", include_in_schema=False)
+    def live_page() -> HTMLResponse:
+        """The browser's live page (the studio's Live tab shows it)."""
+        from .live_page import PAGE
+
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
     errors = {422: {"model": _Detail}, 429: {"model": _Detail}}
 
-    @router.get("/live", response_model=LiveList, tags=["live"])
+    @router.get("/v1/live", response_model=LiveList, tags=["live"])
     def live_status() -> dict:
         """How many live sessions are open, and how many the server allows."""
         return {"sessions": hub.active, "limit": hub.limit}
 
-    @router.post("/live", status_code=201, response_model=LiveOut, tags=["live"], responses=errors,
+    @router.post("/v1/live", status_code=201, response_model=LiveOut, tags=["live"], responses=errors,
                  openapi_extra={"requestBody": _body_schema()}, description=__doc__.split("\n\n", 1)[1])
     async def create_live(request: Request) -> dict:
         """Open a live session: a talking face that speaks as your audio arrives."""
@@ -229,13 +237,13 @@ def live_router(service, hub: LiveHub) -> APIRouter:
                 "delay_s": opts.delay_s, "sample_rate": 16000, "format": "pcm_s16le mono", "expires_s": PENDING_S,
                 "sessions": hub.active, "limit": hub.limit}
 
-    @router.delete("/live/{sid}", status_code=204, tags=["live"])
+    @router.delete("/v1/live/{sid}", status_code=204, tags=["live"])
     def end_live(sid: str) -> Response:
         """End a live session (its WebSocket is closed)."""
         hub.release(sid)
         return Response(status_code=204)
 
-    @router.websocket("/live/{sid}/ws")
+    @router.websocket("/v1/live/{sid}/ws")
     async def live_ws(websocket: WebSocket, sid: str) -> None:
         slot = hub.claim(sid)
         if slot is None:

@@ -520,6 +520,10 @@ def build_studio(service: Service):
                 zip_html = gr.HTML(elem_id="zip-download")
                 jobs_timer = gr.Timer(TABLE_TICK_S)
 
+            with gr.Tab("Live", id="live"):  # the live page (facetalk.web.live_page), microphone allowed in it
+                gr.HTML('<iframe id="live-frame" src="/live/" title="facetalk live" allow="microphone; autoplay" '
+                        'style="width:100%;height:820px;border:0"></iframe>', elem_id="live-tab")
+
         # -- events ------------------------------------------------------------------------------
         quiet = {"show_progress": "hidden", "concurrency_limit": None}
         render_button.click(submit, [face_file, identity, identity_face, audio_file, text, voice, transcript, renderer,
