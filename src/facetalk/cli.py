@@ -96,6 +96,9 @@ def render_options(f):
         click.option("--size", default=None, help="Output size WIDTHxHEIGHT or a long side; default the input's, capped at 1920."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for idle motion (blinks, sway)."),
         click.option("--still", is_flag=True, help="No blinks, head sway or breathing on a photo."),
+        click.option("--keep-expression", is_flag=True,
+                     help="Speak with the face's own expression (a smile stays); by default a smiling or "
+                          "open mouth is first brought to rest, closed and neutral (--renderer warp)."),
         click.option("--face-index", type=int, default=None, help="Which face when there are several (0 = largest)."),
         click.option("--motion", "mouth", type=click.Choice(["learned", "rules"]), default="learned", show_default=True,
                      help="Lip motion: the lip model learnt from real footage, or the rule path (mouth cues, as `facetalk cues` exports)."),
@@ -120,7 +123,7 @@ def render_options(f):
 @cli.command()
 @render_options
 def render(face, identity, identity_face, audio, output, transcript, text, voice, rate, pitch, fps, size, seed, still,
-           face_index, mouth, lip_model, renderer, base, merge, device, color_match, crf, enhance, enhancer, lut, lut_strength, label,
+           keep_expression, face_index, mouth, lip_model, renderer, base, merge, device, color_match, crf, enhance, enhancer, lut, lut_strength, label,
            label_text, label_corner, label_size, label_opacity, quiet_flag, json_progress):
     """Render FACE (or a learnt --identity) speaking AUDIO (or --text) into an MP4.
 
@@ -142,7 +145,7 @@ def render(face, identity, identity_face, audio, output, transcript, text, voice
     request = RenderRequest(
         face=face, identity=identity, identity_face=identity_face, audio=audio, output=output,
         transcript=read_transcript(transcript), text=text, voice=voice, rate=rate, pitch=pitch, fps=fps,
-        size=parse_size(size), seed=seed, still=still, face_index=face_index, mouth=mouth,
+        size=parse_size(size), seed=seed, still=still, keep_expression=keep_expression, face_index=face_index, mouth=mouth,
         lip_model=str(Path(lip_model).absolute()) if lip_model else None, renderer=renderer,
         base=str(Path(base).absolute()) if base else None, merge=merge, device=device,
         color_match=color_match, crf=crf, enhance=enhance, enhancer=enhancer, lut=lut, lut_strength=lut_strength,

@@ -73,6 +73,7 @@ class RenderRequest:
     merge: bool = False  # renderer "neural": fuse the adapter into the weights (faster)
     device: str = "cpu"  # renderer "neural": "cpu" or "cuda"
     color_match: str = "mean"  # colour of the new mouth matched to the face around it: "none", "mean", "histogram"
+    keep_expression: bool = False  # renderer "warp": speak from the face's own expression (a smile stays), not from rest
     crf: int = 18
     # finishing (facetalk.finish), per frame after the composite, in this order
     enhance: bool = False  # sharpen mouth and face detail (classical, no model)
@@ -256,7 +257,8 @@ def _render_text(request: RenderRequest, ctx: RunContext, models, registry, cach
 
 def _renderer_options(name: str, request: RenderRequest, identity, cache=None, home: Path | None = None) -> dict:
     """What each renderer is made with: retrieval an identity's mouth bank, neural a base
-    model and the identity's adapter (in a worker, the base model its cache keeps loaded)."""
+    model and the identity's adapter (in a worker, the base model its cache keeps loaded),
+    warp whether to keep the face's expression."""
     if name == "retrieval" and identity is not None:
         return {"bank": identity.bank}
     if name == "neural":
@@ -269,6 +271,8 @@ def _renderer_options(name: str, request: RenderRequest, identity, cache=None, h
             if base_dir is not None:
                 options["pool"] = cache.neural_pool(base_dir, request.device)
         return options
+    if name == "warp":
+        return {"keep_expression": request.keep_expression}
     return {}
 
 

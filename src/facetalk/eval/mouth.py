@@ -9,6 +9,26 @@ import numpy as np
 from ..face.geometry import interocular
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+MIN_IOD_PX = 120  # re-detect on faces brought at least this large (see redetect)
+
+
+def redetect(models, frame: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """(68, 2) float64 landmarks re-found on frame (H, W, 3) uint8 inside the face box of
+    `near` (the landmarks it was rendered from: rendering does not move the face).
+
+    dlib gives whole pixels: on a small face (the astronaut's eyes are 44 px apart) one
+    pixel is 0.023 IOD, coarser than a closed mouth's 0.02 bound. A face under MIN_IOD_PX
+    is therefore re-detected on the frame enlarged (cubic) by a whole factor that brings
+    it there, and the points scaled back."""
+    from ..face.detect import FaceBox, find_landmarks
+
+    near = np.asarray(near, dtype=np.float64)
+    k = max(1, int(np.ceil(MIN_IOD_PX / max(interocular(near), 1.0))))
+    big = cv2.resize(frame, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC) if k > 1 else frame
+    x0, y0 = near.min(axis=0) * k
+    x1, y1 = near.max(axis=0) * k
+    found = find_landmarks(models, big, FaceBox(int(x0), int(y0), int(x1), int(y1), 1.0))
+    return np.asarray(found, np.float64) / k
 
 
 def seam_band(shape: tuple[int, int], lm: np.ndarray, width: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +92,17 @@ def seam_profile(frame: np.ndarray, lm: np.ndarray, reach: float = 0.03, span: f
         dark.append(col.min() / max(lip_luma, 1e-3) if col.size else 1.0)
         bright.append(col.max() / max(lip_luma, 1e-3) if col.size else 1.0)
     return np.asarray(dark, np.float64), np.asarray(bright, np.float64)
+
+
+def lip_gap(lm: np.ndarray) -> float:
+    """The inner-lip gap of (68, 2) landmarks over the inter-ocular distance: the mean over
+    the three inner-lip pairs (61-67, 62-66, 63-65) of how far the lower point lies below
+    the upper one along the face's vertical (perpendicular to the eye line), 0 where they
+    meet or cross. Unlike face.geometry.mouth_openness (the points' distance), a pair
+    dlib places a pixel apart sideways on a closed mouth does not count as open."""
+    lm = np.asarray(lm, dtype=np.float64)
+    left, right = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
+    axis = (right - left) / max(float(np.linalg.norm(right - left)), 1e-6)
+    down = np.array([-axis[1], axis[0]])
+    gaps = [max(float((lm[lo] - lm[up]) @ down), 0.0) for up, lo in ((61, 67), (62, 66), (63, 65))]
+    return float(np.mean(gaps)) / max(interocular(lm), 1e-6)

@@ -133,7 +133,7 @@ def source_inner_edges(frame: np.ndarray, to_c: np.ndarray, src: np.ndarray, lip
     # averaged into the band that is sampled
     found_up = gaussian_filter1d(minimum_filter1d(found_up, k, mode="nearest"), sigma, mode="nearest")
     found_lo = gaussian_filter1d(maximum_filter1d(found_lo, k, mode="nearest"), sigma, mode="nearest")
-    back = np.where(has | has_lo, 1.0 / px_per_unit, 0.0)
+    back = np.where(has, 2.0 / px_per_unit, 0.0)
     # the lower lip keeps at least 40 % of the thickness dlib gives it, and on a grey
     # photo (where only brightness tells teeth from lip) its edge lies no further into it
     # than half the local gap plus 0.02 IOD: a highlight on a full lower lip must not pass
@@ -208,7 +208,14 @@ def redraw_lips(
     sy = np.where(upper, so_u + fu * (si_u - so_u), so_l + fl * (si_l - so_l))
     pts = apply(invert(to_c), np.stack([xs.ravel(), sy.ravel()], axis=1)).astype(np.float32)
     layer = cv2.remap(frame, pts[:, 0].reshape(cx.shape), pts[:, 1].reshape(cx.shape), cv2.INTER_CUBIC,
-                      borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+                      borderMode=cv2.BORDER_REFLECT)
+    # what the source's lip band still holds of the dark between the lips (a smile's
+    # corner wedges reach above dlib's outer line) is filled in from the lip around it
+    dark = ((layer.astype(np.float32) @ LUMA) < 0.5 * 255.0 * float(np.asarray(lip, np.float32) @ LUMA))
+    if dark.any():
+        dark = cv2.dilate(dark.astype(np.uint8), np.ones((3, 3), np.uint8))
+        layer = cv2.inpaint(np.ascontiguousarray(layer), dark, max(2.0, 0.02 * px_per_unit), cv2.INPAINT_TELEA)
+    layer = layer.astype(np.float32)
 
     # the seam where the lips meet: a narrow dark line and a soft shadow on the lower
     # lip, fading out as the lips part (the interior is drawn over an open mouth)
@@ -219,10 +226,10 @@ def redraw_lips(
     width = np.maximum(0.7, 0.006 * px_per_unit) + 0.3 * gap_px
     ucen = np.abs(2.0 * u - 1.0)
     corner = np.clip((ucen - 0.55) / 0.45, 0.0, 1.0)
-    depth = (0.15 + 0.12 * corner ** 2) * meet
+    depth = (0.2 + 0.12 * corner ** 2) * meet
     line = depth * np.exp(-((dist / width) ** 2))
     below = np.clip(dist, 0.0, None)
-    shadow = 0.08 * meet * np.exp(-below / np.maximum(0.12 * thick_px, 1.0)) * (dist > 0)
+    shadow = 0.14 * meet * np.exp(-below / np.maximum(0.12 * thick_px, 1.0)) * (dist > 0)
     shade = (1.0 - line) * (1.0 - shadow)
     layer *= shade[..., None]
 
@@ -239,3 +246,43 @@ def redraw_lips(
     roi[by0:by1, bx0:bx1] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
     alpha_full[by0:by1, bx0:bx1] = alpha
     return alpha_full
+
+
+def clear_corners(roi: np.ndarray, roi_to_canon: np.ndarray, shaped: np.ndarray, lip: np.ndarray,
+                  px_per_unit: float) -> np.ndarray:
+    """Repaint the dark wedge a smile leaves at each mouth corner (roi changed in place).
+
+    A smile's corners open into dark wedges that dlib's corner points sit inside of; when
+    the corners are brought in (relax_expression, rounding) the warp carries the wedges
+    with them and the closed mouth looks open at its ends. Pixels of roi (uint8) far
+    darker than the lip (the cavity's test) within a small ellipse along the lip line
+    just outside each target corner (shaped, canonical) are inpainted from around them.
+    Returns the (h, w) float32 mask of repainted pixels.
+    """
+    h, w = roi.shape[:2]
+    out = np.zeros((h, w), np.float32)
+    to_roi = invert(roi_to_canon)
+    left, right = shaped[48], shaped[54]
+    axis = (right - left) / max(float(np.linalg.norm(right - left)), 1e-6)
+    lip_luma = float(np.asarray(lip, np.float32) @ LUMA)
+    mask = np.zeros((h, w), np.uint8)
+    for corner, outward in ((left, -axis), (right, axis)):
+        centre = apply(to_roi, (corner + 0.005 * outward)[None])[0]
+        a, b = 0.07 * px_per_unit, 0.028 * px_per_unit
+        angle = float(np.degrees(np.arctan2(axis[1], axis[0])))  # canonical is a similarity of the roi
+        angle += float(np.degrees(np.arctan2(roi_to_canon[1, 0], roi_to_canon[0, 0]))) * -1.0
+        cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), (max(int(a), 1), max(int(b), 1)),
+                    angle, 0, 360, 1, -1)
+    if not mask.any():
+        return out
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = max(ys.min() - 4, 0), min(ys.max() + 5, h), max(xs.min() - 4, 0), min(xs.max() + 5, w)
+    box = np.ascontiguousarray(roi[y0:y1, x0:x1])
+    luma = box.astype(np.float32) @ (LUMA / 255.0)
+    dark = (luma < 0.6 * lip_luma) & (mask[y0:y1, x0:x1] > 0)
+    if not dark.any():
+        return out
+    dark = cv2.dilate(dark.astype(np.uint8), np.ones((3, 3), np.uint8))
+    roi[y0:y1, x0:x1] = cv2.inpaint(box, dark, max(2.0, 0.02 * px_per_unit), cv2.INPAINT_TELEA)
+    out[y0:y1, x0:x1] = dark
+    return out

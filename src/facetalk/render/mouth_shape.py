@@ -88,6 +88,46 @@ def neutral_from(landmarks: np.ndarray) -> np.ndarray:
     return c
 
 
+# A relaxed closed mouth (canonical units, measured on the shared portraits): corners
+# about level with the lip seam (dlib's 48/54 sit up to ~0.05 above it at rest, 0.08-0.14
+# in a smile) and a width up to ~0.9 IOD (1.0-1.25 in a smile).
+REST_CORNER_LIFT = 0.02
+SMILE_LIFT = (0.05, 0.10)  # corner lift where a smile starts to count, and where it is full
+REST_WIDTH = 0.85
+
+
+def smile_amount(neutral: np.ndarray) -> float:
+    """How much a closed canonical mouth (neutral_from) smiles, 0 (at rest) to 1: from how
+    far its corners sit above the seam's centre."""
+    c = np.asarray(neutral, dtype=np.float64)
+    lift = c[62, 1] - 0.5 * (c[48, 1] + c[54, 1])
+    return float(np.clip((lift - SMILE_LIFT[0]) / (SMILE_LIFT[1] - SMILE_LIFT[0]), 0.0, 1.0))
+
+
+def relax_expression(neutral: np.ndarray) -> np.ndarray:
+    """A closed canonical mouth brought to rest: a smile's corners come down to about the
+    seam's level and in towards a resting width, the lips between following smoothly
+    (by the square of their distance from the centre). A mouth at rest is returned as it
+    is. neutral: (68, 2) canonical (neutral_from); returns a new (68, 2) array."""
+    c = np.array(neutral, dtype=np.float64, copy=True)
+    s = smile_amount(c)
+    if s <= 0.0:
+        return c
+    mid = 0.5 * (c[48, 0] + c[54, 0])
+    half = max(0.5 * (c[54, 0] - c[48, 0]), 1e-3)
+    width = 2 * half
+    new_width = width - s * float(np.clip(width - REST_WIDTH, 0.0, 0.3))
+    mouth = np.arange(48, 68)
+    u = (c[mouth, 0] - mid) / half  # -1 left corner, +1 right corner
+    seam = c[62, 1]
+    drop_l = s * max(seam - REST_CORNER_LIFT - c[48, 1], 0.0)
+    drop_r = s * max(seam - REST_CORNER_LIFT - c[54, 1], 0.0)
+    w = np.clip(np.abs(u), 0.0, 1.0) ** 2
+    c[mouth, 1] += w * np.where(u < 0, drop_l, drop_r)
+    c[mouth, 0] = mid + (c[mouth, 0] - mid) * (new_width / width)
+    return c
+
+
 def _profile(x: np.ndarray, mid: float, half: float) -> np.ndarray:
     """1 at the mouth centre, 0 at the corners, smooth (cosine) between. x: (n,)."""
     u = np.clip((x - mid) / max(half, 1e-6), -1.0, 1.0)
@@ -198,7 +238,8 @@ def mouth_geometry(
     neutral = np.asarray(neutral_canon, dtype=np.float64)
     # The reference mouth may sit a little off this frame's (head turned, landmark
     # jitter): move it so its upper lip lies where this frame's upper lip is.
-    shift = closed[48:55].mean(axis=0) - neutral[48:55].mean(axis=0)
+    # (the upper lip without its corners, which a relaxed smile has moved: relax_expression)
+    shift = closed[49:54].mean(axis=0) - neutral[49:54].mean(axis=0)
     closed[48:68] = neutral[48:68] + shift
     return closed, shape_canonical(closed, mouth), to_c
 

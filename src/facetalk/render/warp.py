@@ -25,8 +25,8 @@ from scipy.spatial import Delaunay
 from ..face.geometry import apply, interocular, invert
 from ..types import MOUTH_PARAMS, Patch
 from .interior import MouthLook, analyse_reference, paint_interior
-from .lip_layer import redraw_lips
-from .mouth_shape import MOVED, mouth_geometry, neutral_from
+from .lip_layer import clear_corners, redraw_lips
+from .mouth_shape import MOVED, mouth_geometry, neutral_from, relax_expression, smile_amount
 
 # upper-lid point -> the lower-lid point it closes onto
 LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
@@ -225,22 +225,30 @@ class WarpRenderer:
     name = "warp"
 
     def __init__(
-        self, margin: float = 0.45, smooth: float = 0.03, interpolation: str = "cubic"
+        self, margin: float = 0.45, smooth: float = 0.03, interpolation: str = "cubic", keep_expression: bool = False
     ) -> None:
         """margin: border around the moved points, in inter-ocular distances; smooth:
-        blur of the warp field, in inter-ocular distances; interpolation: "cubic" or "linear" resampling."""
+        blur of the warp field, in inter-ocular distances; interpolation: "cubic" or "linear" resampling;
+        keep_expression: speak from the reference's own expression (a smile stays) instead
+        of from a mouth at rest (mouth_shape.relax_expression)."""
+        self.keep_expression = keep_expression
         self.margin = margin
         self.smooth = smooth
         self.interp = cv2.INTER_CUBIC if interpolation == "cubic" else cv2.INTER_LINEAR
         self._neutral: np.ndarray | None = None
+        self._smiled = False  # the reference smiles (its corners open into dark wedges)
         self._look: MouthLook | None = None
 
     def prepare(
         self, reference: np.ndarray, landmarks: np.ndarray, teeth_refs: Sequence[tuple[np.ndarray, np.ndarray]] = ()
     ) -> None:
-        """Learn the neutral closed mouth and the colours of the person in reference, and
-        their own teeth from reference or, failing that, from the open mouths in teeth_refs."""
+        """Learn the neutral closed mouth (brought to rest from a smile unless
+        keep_expression) and the colours of the person in reference, and their own teeth
+        from reference or, failing that, from the open mouths in teeth_refs."""
         self._neutral = neutral_from(np.asarray(landmarks, dtype=np.float64))
+        self._smiled = smile_amount(self._neutral) > 0
+        if not self.keep_expression:  # speech starts from a mouth at rest, not a smile
+            self._neutral = relax_expression(self._neutral)
         self._look = analyse_reference(reference, landmarks, teeth_refs)
 
     def target(self, landmarks: np.ndarray, mouth: np.ndarray, blink: float = 0.0) -> np.ndarray:
@@ -284,6 +292,8 @@ class WarpRenderer:
         # the lips, redrawn from the frame's own lip pixels (never what lay between
         # them: teeth, a dark gap), with the seam where they meet
         cleared = redraw_lips(warped, roi_to_canon, frame, to_c, apply(to_c, lm), shaped, self._look.lip, iod)
+        if self._smiled:  # the smile's dark corner wedges, carried in with the corners
+            cleared = np.maximum(cleared, clear_corners(warped, roi_to_canon, shaped, self._look.lip, iod))
 
         # the open mouth, painted in place on the warped pixels
         inner_a = paint_interior(warped, roi_to_canon, closed, shaped, self._look, params, iod)
