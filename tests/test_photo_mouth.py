@@ -1,5 +1,5 @@
 """A smiling photo speaks from a mouth at rest (warp renderer), unless asked to keep its
-expression: measured on landmarks re-found on the render (dlib).
+expression, and rounded lips purse: measured on landmarks re-found on the render (dlib).
 
 Measured on this machine (closed target): smiling-man mouth width 1.176 IOD in the photo,
 corners 0.131 above the seam -> at rest 1.048 and 0.023, with --keep-expression 1.167 and
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from facetalk.composite import paste
-from facetalk.eval.mouth import redetect
+from facetalk.eval.mouth import lip_gap, redetect
 from facetalk.face.detect import FaceBox, detect_faces, find_landmarks
-from facetalk.face.geometry import apply, mouth_width, to_canonical
+from facetalk.face.geometry import apply, interocular, mouth_width, to_canonical
 from facetalk.face.models import FaceModels
 from facetalk.pipeline import RenderRequest, _renderer_options
 from facetalk.render.base import get_renderer
@@ -95,3 +95,33 @@ def test_render_cli_has_keep_expression():
 
     out = CliRunner().invoke(cli, ["render", "--help"])
     assert out.exit_code == 0 and "--keep-expression" in out.output
+
+
+@pytest.mark.parametrize("name", ["woman-portrait.png", "young-woman.png", "black-white-2048px.jpg"])
+def test_rounded_lips_purse_and_push_forward(models, name):
+    """round=1 ("oo", Rhubarb F): corners drawn in, lips fuller (pushed forward), a small
+    opening; wide=1 spreads them. Measured 0.812 -> 0.593 IOD wide, lips 0.284 -> 0.384
+    tall, opening 0.659 -> 0.439 wide on woman-portrait; 0.73-0.74 of the resting width on
+    all three."""
+    img, lm = _photo(models, name)
+    r = WarpRenderer()
+    r.prepare(img, lm)
+    found = {}
+    for key, mouth in (("rest", {}), ("oo", {"open": 0.12, "round": 1.0}), ("wide", {"wide": 1.0})):
+        vec = np.array([mouth.get(k, 0.0) for k in MOUTH_PARAMS], np.float32)
+        found[key] = redetect(models, paste(img, r.render(img, lm, vec)), lm)
+
+    def height(x: np.ndarray) -> float:  # outer lips, top of the upper to bottom of the lower
+        return float(x[57, 1] - x[51, 1]) / interocular(x)
+
+    def inner_width(x: np.ndarray) -> float:
+        return float(x[64, 0] - x[60, 0]) / interocular(x)
+
+    rest, oo, wide = found["rest"], found["oo"], found["wide"]
+    print(f"{name}: width {mouth_width(rest):.3f} -> oo {mouth_width(oo):.3f}, wide {mouth_width(wide):.3f}; "
+          f"lips {height(rest):.3f} -> {height(oo):.3f} tall; opening {inner_width(rest):.3f} -> "
+          f"{inner_width(oo):.3f} wide, gap {lip_gap(oo):.3f}")
+    assert mouth_width(oo) <= 0.8 * mouth_width(rest), "the corners are drawn in"
+    assert height(oo) >= 1.2 * height(rest), "the lips are pushed forward: fuller from the front"
+    assert inner_width(oo) <= 0.75 * inner_width(rest) and lip_gap(oo) > 0.02, "a small opening"
+    assert mouth_width(wide) >= 1.1 * mouth_width(rest), "wide spreads them"

@@ -18,6 +18,11 @@ from ..types import MOUTH_PARAMS
 # ~63 mm between the eyes, i.e. 0.16-0.28 IOD: a bigger drop (0.4 was tried) reads as
 # shouting and, in eval on real footage, opened ~3x wider than the people filmed.
 JAW_DROP = 0.28
+# Rounding: the corners come in by this share of the mouth's half width at round=1, the
+# inner corners (60, 64) and the inner points beside the centre by these multiples of it.
+ROUND_IN = 0.42
+ROUND_INNER = 1.45
+ROUND_INNER_MID = 1.2
 # Share of the jaw drop that each jaw contour point 4..12 follows: the chin moves most,
 # the points near the ear hardly (the jaw rotates about the joint in front of the ear).
 JAW_FOLLOW = np.array([0.18, 0.45, 0.75, 0.93, 1.0, 0.93, 0.75, 0.45, 0.18])
@@ -174,14 +179,20 @@ def shape_canonical(neutral: np.ndarray, mouth: np.ndarray) -> np.ndarray:
     for i in LOWER_OUTER:
         dy[i] -= 0.015 * wide * prof[i]
 
-    # round: corners in, lips pushed forward (they look fuller) and the opening rounder.
+    # round: corners drawn in (an "oo" mouth is ~60 % of its resting width), the lips
+    # pushed forward, which from the front shows as fuller lips (the outer edges move
+    # out), and the opening drawn together into a small round hole: the inner corners
+    # come in further than the outer ones, so the lips are thick at the sides.
     rnd = p["round"]
     for i in range(48, 68):
-        dx[i] -= 0.30 * rnd * half * u[i] * (1.15 if i in (60, 64) else 1.0)
+        k = ROUND_INNER if i in (60, 64) else (ROUND_INNER_MID if i in (61, 63, 65, 67) else 1.0)
+        dx[i] -= ROUND_IN * rnd * half * u[i] * k
     for i in UPPER_OUTER:
-        dy[i] -= 0.025 * rnd * prof[i]
+        dy[i] -= 0.045 * rnd * prof[i]
     for i in LOWER_OUTER:
-        dy[i] += 0.035 * rnd * prof[i]
+        dy[i] += 0.055 * rnd * prof[i]
+    for i in (48, 54):  # the corners come a little forward and down with the pucker
+        dy[i] += 0.01 * rnd
     for i in UPPER_INNER:
         dy[i] -= 0.025 * rnd * (0.5 + 0.5 * prof[i])
     for i in LOWER_INNER:
