@@ -243,6 +243,10 @@ def live_router(service, hub: LiveHub) -> APIRouter:
         hub.release(sid)
         return Response(status_code=204)
 
+    from .rtc import add_rtc_route
+
+    add_rtc_route(router, hub)
+
     @router.websocket("/v1/live/{sid}/ws")
     async def live_ws(websocket: WebSocket, sid: str) -> None:
         slot = hub.claim(sid)
@@ -253,7 +257,13 @@ def live_router(service, hub: LiveHub) -> APIRouter:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
         waiting: deque = deque()
-        runner = _Runner(slot, lambda msg: loop.call_soon_threadsafe(_offer, out, waiting, msg))
+        def deliver(msg) -> None:  # from the frame thread
+            try:
+                loop.call_soon_threadsafe(_offer, out, waiting, msg)
+            except RuntimeError:  # the server's loop has stopped: nobody is listening any more
+                pass
+
+        runner = _Runner(slot, deliver)
         runner.start()
 
         async def sender() -> None:
@@ -322,11 +332,14 @@ class _Runner:
     """One session's frame thread: plans and draws frames as they fall due (two at once),
     hands each to `send` as a message. Audio is pushed from the WebSocket's side."""
 
-    def __init__(self, slot: Slot, send) -> None:
+    def __init__(self, slot: Slot, send, encode=None) -> None:
+        """send(message): bytes/str for the client, None at the very end; encode(frame,
+        audio_s) -> the message of a frame (default: frame_message, a JPEG)."""
         from ..live import LiveSession
 
         self.slot = slot
         self.send = send
+        self.encode = encode or frame_message
         self.session = LiveSession(slot.face, slot.options, workers=2)
         self._t0: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"facetalk-live-{slot.id[:6]}", daemon=True)
@@ -369,7 +382,7 @@ class _Runner:
 
         session = self.session
         try:
-            pump_frames(session, lambda f: self.send(frame_message(f, session.audio_seconds)), self.clock,
+            pump_frames(session, lambda f: self.send(self.encode(f, session.audio_seconds)), self.clock,
                         self.slot.stop)
             st = session.stats
             self.send(json.dumps({"type": "end", "frames": st.frames, "skipped": st.skipped, "held": st.held,
