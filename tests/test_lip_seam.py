@@ -3,9 +3,9 @@ seam: measured on the render, with landmarks re-found on it (dlib).
 
 Measured on this machine (closed target, landmarks re-found on the render, enlarged to
 120 px between the eyes: eval.mouth.redetect): astronaut inner-lip gap 0.143 in the photo
--> 0.019 IOD, seam darkness along the mouth 0.54-1.01 of the lips' luma with a mean step
-of 0.049 between columns (before the lip layer: 0.006, 0.52-1.09, step 0.097: dark
-dashes with light specks); smiling-man 0.159 -> 0.005 (0.016), 0.43-0.86, step 0.038
+-> 0.000 IOD, seam darkness along the mouth 0.51-0.99 of the lips' luma with a mean step
+of 0.050 between columns (before the lip layer: 0.000, 0.52-1.09, step 0.097: dark
+dashes with light specks); smiling-man 0.159 -> 0.008 (0.015), 0.41-0.83, step 0.039
 (0.12-0.99, step 0.107: a broken black line).
 """
 

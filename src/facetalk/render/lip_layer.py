@@ -30,6 +30,7 @@ from .mouth_shape import hairline
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 GREY_REDNESS = 0.03  # lips less red than this: a grey photo (or grey lips)
+CLOSED_PX = 3.0  # a source mouth open nowhere wider than this (px) is closed: its seam is kept
 UPPER_OUTER = [48, 49, 50, 51, 52, 53, 54]
 LOWER_OUTER = [48, 59, 58, 57, 56, 55, 54]
 UPPER_INNER = [48, 60, 61, 62, 63, 64, 54]
@@ -95,7 +96,7 @@ def source_inner_edges(frame: np.ndarray, to_c: np.ndarray, src: np.ndarray, lip
     up_edge, lo_edge = iu(xs), il(xs)
     top, bottom = ou(xs), ol(xs)
     gap = lo_edge - up_edge
-    if float(np.max(gap)) * px_per_unit < 1.5:
+    if float(np.max(gap)) * px_per_unit < CLOSED_PX:  # closed already: its dark line is its seam
         return xs, up_edge, lo_edge
     n_rows = int(np.clip((bottom - top).max() * px_per_unit * 1.5, 8, 400))
     f = np.linspace(0.0, 1.0, n_rows)
@@ -222,11 +223,17 @@ def redraw_lips(
     gap_px = np.maximum(il - iu, 0.0) * px_per_unit
     thick_px = np.maximum(ol - ou, 1e-6) * px_per_unit
     meet = np.clip(1.0 - (gap_px - 1.0) / 3.0, 0.0, 1.0)
+    src_gap = _Curve(src, LOWER_INNER)(src[48:55, 0]) - _Curve(src, UPPER_INNER)(src[48:55, 0])
+    if float(np.max(src_gap)) * px_per_unit < CLOSED_PX:
+        meet *= 0.3  # the source's own seam came with its lip pixels
     dist = (cy - mid) * px_per_unit
     width = np.maximum(0.7, 0.006 * px_per_unit) + 0.3 * gap_px
     ucen = np.abs(2.0 * u - 1.0)
     corner = np.clip((ucen - 0.55) / 0.45, 0.0, 1.0)
-    depth = (0.2 + 0.12 * corner ** 2) * meet
+    # (not over the last 8 % towards each corner: there the lips taper to a thin tip,
+    # and a shaded tip reads as a line drawn past the corner)
+    ends = np.clip(np.minimum(u, 1.0 - u) / 0.08, 0.0, 1.0)
+    depth = (0.2 + 0.06 * corner ** 2) * meet * ends * ends * (3 - 2 * ends)
     line = depth * np.exp(-((dist / width) ** 2))
     below = np.clip(dist, 0.0, None)
     shadow = 0.14 * meet * np.exp(-below / np.maximum(0.12 * thick_px, 1.0)) * (dist > 0)

@@ -21,7 +21,7 @@ JAW_DROP = 0.28
 # Rounding: the corners come in by this share of the mouth's half width at round=1, the
 # inner corners (60, 64) and the inner points beside the centre by these multiples of it.
 ROUND_IN = 0.42
-ROUND_INNER = 1.45
+ROUND_INNER = 1.6
 ROUND_INNER_MID = 1.2
 # Share of the jaw drop that each jaw contour point 4..12 follows: the chin moves most,
 # the points near the ear hardly (the jaw rotates about the joint in front of the ear).
