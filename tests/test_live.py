@@ -196,6 +196,7 @@ def test_live_cli_records_a_mouth_that_opens_with_speech_and_shuts_in_the_pause(
     # fast: every frame drawn, in order, pts exactly k / fps
     log = rep["log"]
     assert log["index"] == list(range(rep["frames"])) and rep["skipped"] == 0 and rep["held"] == 0
+    assert set(log["scale"]) == {1.0} and rep["levels"] == []  # nothing is late without a clock: full size
     np.testing.assert_allclose(np.diff(log["pts"]), 1 / FPS, atol=1e-3)
 
     openness = _mouth_openness(out)

@@ -334,7 +334,8 @@ class LiveSession:
         render_s = time.perf_counter() - t0
         sent = None if clock is None else clock + render_s
         with self._lock:
-            self.pacer.observe(plan.pts, render_s / self.workers, plan.skipped)
+            if clock is not None:  # without a clock (a file as fast as possible) nothing is late: no steps
+                self.pacer.observe(plan.pts, render_s / self.workers, plan.skipped)
             self.stats.frames += 1
             self.stats.render_s += render_s
             if sent is not None:
