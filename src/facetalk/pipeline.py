@@ -38,6 +38,7 @@ from .media.formats import classify
 from .media.frame_cache import FrameCache
 from .media.image import load_image
 from .media.video import FrameReader, iter_frames, pingpong_index, probe_video
+from .identity.shapes import footage_amplitude
 from .lips.adapt import identity_lips
 from .lips.model import lip_model
 from .motion.build import MOUTH_MODES, build_motion
@@ -185,7 +186,9 @@ def render(
     # 3. cues -> per-frame motion; the video frame count follows the audio
     n_frames = max(1, int(round(speech.duration * fps)))
     motion = build_motion(speech, fps, n_frames, seed=request.seed, still=request.still or not is_photo,
-                          mouth=request.mouth, shapes=identity.shapes if identity is not None else None, lips=lips)
+                          mouth=request.mouth, shapes=identity.shapes if identity is not None else None, lips=lips,
+                          amplitude=footage_amplitude(identity.clip_landmarks, identity.neutral)
+                          if identity is not None else None)
     t = timer.add("motion", t)
 
     if is_photo:

@@ -89,6 +89,34 @@ def frame_vectors(landmarks: np.ndarray, usable: np.ndarray, neutral: np.ndarray
     return out
 
 
+MIN_AMPLITUDE_FRAMES = 50  # usable frames (2 s at 25 fps) below which footage_amplitude says nothing
+
+
+def footage_amplitude(landmarks: np.ndarray, neutral: np.ndarray) -> tuple[float, float, float] | None:
+    """The person's mouth amplitude for the learned lip motion (motion.learned), read off
+    their footage in the renderer's own units (frame_vectors): (open, wide, round) =
+    (their 95th-percentile opening, the standard deviation of wide minus round twice).
+
+    The lip model predicts opening in units of a speaker's own range (0 at their 5th
+    percentile, 1 at their 95th) and width in their standard deviations (lips.data), so
+    these are exactly what its 1 means for this person. The shape table's ratios (fitted
+    through the rule path's cues) under-state it: on the news anchor's footage they gave
+    0.35 and 0.08 against 0.45 and 0.19 measured here, and the rendered mouth moved at 0.57
+    of the real one's spread (README, identities).
+
+    landmarks: (n, 68, 2) image points, NaN rows where no face (an identity's
+    clip_landmarks); neutral: (68, 2) canonical closed mouth. None with fewer than
+    MIN_AMPLITUDE_FRAMES usable frames."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    usable = np.isfinite(lm).all(axis=(1, 2)) if lm.ndim == 3 else np.zeros(0, bool)
+    if usable.sum() < MIN_AMPLITUDE_FRAMES:
+        return None
+    v = frame_vectors(lm, usable, np.asarray(neutral, dtype=np.float64))
+    v = v[np.isfinite(v).all(axis=1)]
+    side = v[:, 1] - v[:, 2]
+    return float(np.percentile(v[:, 0], 95)), float(np.std(side)), float(np.std(side))
+
+
 def best_lag(model: np.ndarray, measured: np.ndarray, max_lag: int = MAX_LAG) -> int:
     """Shift (frames) of measured against model that correlates best; positive: the face lags."""
     best, best_r = 0, -np.inf

@@ -22,6 +22,7 @@ _ALIASES = {"speech": "learned"}
 def build_motion(
     speech: Speech, fps: float, n_frames: int, seed: int = 0, still: bool = False, mouth: MouthMode = "learned",
     shapes: np.ndarray | None = None, lips: LipModel | None = None,
+    amplitude: tuple[float, float, float] | None = None,
 ) -> Motion:
     """Mouth curves from the speech cues plus seeded idle blinks, sway and breathing.
 
@@ -31,11 +32,13 @@ def build_motion(
     mouth cues through the shape table), or one of the two baselines that `facetalk eval`
     compares against: "energy" (openness proportional to loudness only) and "frozen" (the
     mouth never moves). shapes: a person's own shape table (an identity's), in place of
-    the generic one. lips: the lip model for "learned" (None: the shipped one).
+    the generic one. lips: the lip model for "learned" (None: the shipped one);
+    amplitude: the person's own mouth amplitude for "learned" (motion.learned.learned_mouth;
+    identity.shapes.footage_amplitude measures it).
     """
     mouth = _ALIASES.get(mouth, mouth)
     if mouth == "learned":
-        curves = learned_mouth(speech, fps, n_frames, table=shapes, model=lips)
+        curves = learned_mouth(speech, fps, n_frames, table=shapes, model=lips, amplitude=amplitude)
     elif mouth == "rules":
         curves = mouth_curves(speech, fps, n_frames, table=shapes)
     elif mouth == "energy":

@@ -2,10 +2,12 @@
 
 The model gives, 100 times a second, the opening and the width of a mouth in units of the
 speaker's own range (lips.data). Here they become the renderer's parameters:
-- open: the predicted opening times the face's amplitude (the generic OPEN_GAIN, or the
-  person's own: an identity's shape table scales it by its D opening over the generic D);
-- wide / round: the width above / below the speaker's usual, scaled the same way by the
-  table's B width and F rounding;
+- open: the predicted opening times the face's amplitude: the generic OPEN_GAIN for a
+  photo; for an identity the person's own, measured on their footage (identity.shapes.
+  footage_amplitude: the opening they reach at their 95th percentile, which is what the
+  model's 1 means), or failing that their shape table's D opening over the generic D;
+- wide / round: the width above / below the speaker's usual, scaled the same way (per
+  standard deviation of the person's width, or the table's B width and F rounding);
 - upper, lower, teeth: from the rule path's cues (teeth on F/V, the lip raise of EE), which
   2-D landmarks cannot teach.
 The mouth closes where there is no voice activity within a fraction of a second (the model
@@ -30,8 +32,16 @@ _COL = {p: i for i, p in enumerate(MOUTH_PARAMS)}
 _RULE_COLUMNS = ("upper", "lower", "teeth")
 
 
-def gains(table: np.ndarray | None) -> tuple[float, float, float]:
-    """(open, wide, round) gains of a person's shape table against the generic one."""
+GAIN_RANGE = (0.25, 2.0)  # a person's gains, relative to the generic ones
+
+
+def gains(table: np.ndarray | None, amplitude: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
+    """(open, wide, round) gains: a person's measured amplitude (open, wide, round, see
+    learned_mouth) within GAIN_RANGE of the generic gains, else their shape table's
+    against the generic one, else the generic gains."""
+    if amplitude is not None:
+        lo, hi = GAIN_RANGE
+        return tuple(float(np.clip(a, lo * g, hi * g)) for a, g in zip(amplitude, (OPEN_GAIN, WIDTH_GAIN, WIDTH_GAIN)))
     if table is None:
         return OPEN_GAIN, WIDTH_GAIN, WIDTH_GAIN
     generic, own = target_table(), np.asarray(table, dtype=np.float64)
@@ -39,7 +49,7 @@ def gains(table: np.ndarray | None) -> tuple[float, float, float]:
 
     def ratio(shape: Shape, col: str) -> float:
         g = generic[rows[shape], _COL[col]]
-        return float(np.clip(own[rows[shape], _COL[col]] / g, 0.25, 2.0)) if g > 0 else 1.0
+        return float(np.clip(own[rows[shape], _COL[col]] / g, *GAIN_RANGE)) if g > 0 else 1.0
 
     return OPEN_GAIN * ratio(Shape.D, "open"), WIDTH_GAIN * ratio(Shape.B, "wide"), WIDTH_GAIN * ratio(Shape.F, "round")
 
@@ -67,12 +77,15 @@ def bilabial_closure(speech: Speech, fps: float, n_frames: int) -> np.ndarray:
 
 
 def learned_mouth(speech: Speech, fps: float, n_frames: int, table: np.ndarray | None = None,
-                  model: LipModel | None = None) -> np.ndarray:
+                  model: LipModel | None = None, amplitude: tuple[float, float, float] | None = None) -> np.ndarray:
     """(n_frames, len(MOUTH_PARAMS)) float32 mouth targets in [0, 1] from the lip model.
 
     speech must carry its log-mel (Speech.mel, as analyse_speech gives it). table: a
-    person's shape table (amplitudes, see gains); model: a loaded lip model (None: the
-    one shipped with facetalk)."""
+    person's shape table; amplitude: the person's (open, wide, round) measured on their
+    footage in the renderer's units: the opening at the model's 1 (their 95th percentile)
+    and the wide-minus-round change per standard deviation of their width (it takes
+    precedence over the table's, see gains); model: a loaded lip model (None: the one
+    shipped with facetalk)."""
     if speech.mel is None:
         raise ValueError("this Speech has no log-mel features (Speech.mel); analyse the audio with analyse_speech")
     rules = mouth_curves(speech, fps, n_frames, table=table)
@@ -85,7 +98,7 @@ def learned_mouth(speech: Speech, fps: float, n_frames: int, table: np.ndarray |
     idx = np.arange(len(pred))
     opening = np.interp(rows, idx, pred[:, 0] * gate) if len(pred) else np.zeros(n_frames)
     width = np.interp(rows, idx, pred[:, 1] * gate) if len(pred) else np.zeros(n_frames)
-    g_open, g_wide, g_round = gains(table)
+    g_open, g_wide, g_round = gains(table, amplitude)
     out = np.zeros((n_frames, len(MOUTH_PARAMS)), np.float64)
     out[:, _COL["open"]] = g_open * np.clip(opening, 0.0, None)
     out[:, _COL["wide"]] = g_wide * np.clip(width, 0.0, None)
