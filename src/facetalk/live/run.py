@@ -70,8 +70,7 @@ def pump_frames(session: LiveSession, on_frame: Callable[[LiveFrame], None], clo
                 while pending and pending[0].done():
                     if len(pending) > 1 and pending[1].done() and clock() >= pending[1].result().pts + session.delay:
                         pending.popleft()  # stale: the frame after it is due already
-                        session.stats.frames -= 1
-                        session.stats.skipped += 1
+                        session.count_dropped()
                         continue
                     frame = pending[0].result()
                     now = clock()

@@ -344,6 +344,12 @@ class LiveSession:
         return LiveFrame(index=plan.index, pts=plan.pts, sent=sent, image=out, scale=plan.scale, step=plan.step,
                          skipped=plan.skipped, open=float(plan.mouth[_COL["open"]]), render_s=render_s)
 
+    def count_dropped(self) -> None:
+        """A drawn frame was not sent (its successor was already due): count it as skipped."""
+        with self._lock:
+            self.stats.frames -= 1
+            self.stats.skipped += 1
+
     def next_due(self) -> float:
         """Session time at which the next frame falls due."""
         return self._next / self.fps + self.delay

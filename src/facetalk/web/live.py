@@ -219,7 +219,8 @@ def live_router(service, hub: LiveHub) -> APIRouter:
                 upload = None
             else:
                 raise WebError("send multipart/form-data (to upload a face) or application/json")
-            raw.pop("face", None) if upload is not None else None
+            if upload is not None:
+                raw.pop("face", None)
             try:
                 opts = LiveOptionsIn.model_validate(raw)
             except ValidationError as e:

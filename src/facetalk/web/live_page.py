@@ -26,18 +26,20 @@ canvas { background: #111; max-width: 100%; height: auto; border-radius: 6px; }
   <label>Photo or video <input id="live-face" type="file" accept="image/*,video/*"></label>
   <label>or identity <select id="live-identity"><option value="">(none)</option></select></label>
   <label>Size <select id="live-size"><option>256</option><option>384</option><option selected>512</option></select></label>
+  <label>Transport <select id="live-transport"><option value="ws" selected>WebSocket</option><option value="rtc">WebRTC</option></select></label>
   <label class="inline"><input id="live-hear" type="checkbox" checked> play the sound with the picture (use headphones)</label>
   <button id="live-start" type="button">Start</button>
   <button id="live-stop" type="button" disabled>Stop</button>
 </form>
 <p id="status" role="status">Choose a photo, a video or an identity, then Start and speak.</p>
 <canvas id="live-view" width="512" height="512" aria-label="the talking face"></canvas>
+<video id="live-video" autoplay playsinline hidden aria-label="the talking face (WebRTC)"></video>
 <script>
 (() => {
   const $ = (id) => document.getElementById(id);
   const status = $("status"), canvas = $("live-view"), g = canvas.getContext("2d");
   const log = window.liveLog = { frames: [], levels: [], shown: null, ended: null };
-  let ws = null, ctx = null, mic = null, info = null, sent = 0;
+  let ws = null, ctx = null, mic = null, info = null, sent = 0, pc = null;
   const say = (text, error) => { status.textContent = text; status.className = error ? "error" : ""; };
   fetch("/v1/identities").then(r => r.ok ? r.json() : { identities: [] }).then(d => {
     for (const i of d.identities || []) {
@@ -45,6 +47,7 @@ canvas { background: #111; max-width: 100%; height: auto; border-radius: 6px; }
     }
   }).catch(() => {});
 
+  function stopRtc() { if (pc) { pc.close(); pc = null; } }
   function stopAudio() {
     if (mic) { mic.getTracks().forEach(t => t.stop()); mic = null; }
     if (ctx) { ctx.close(); ctx = null; }
@@ -69,6 +72,7 @@ canvas { background: #111; max-width: 100%; height: auto; border-radius: 6px; }
     } catch (e) {
       say("No microphone: " + e.message, true); fetch("/v1/live/" + info.id, { method: "DELETE" }); idle(); return;
     }
+    if ($("live-transport").value === "rtc") { await startRtc(); return; }
     ctx = new AudioContext({ sampleRate: info.sample_rate });
     const src = ctx.createMediaStreamSource(mic);
     const node = ctx.createScriptProcessor(1024, 1, 1);
@@ -110,12 +114,50 @@ canvas { background: #111; max-width: 100%; height: auto; border-radius: 6px; }
     ws.onclose = (e) => { stopAudio(); ws = null; if (e.reason && !log.ended) say(e.reason, true); idle(); };
   };
 
+  async function startRtc() {
+    // WebRTC: the microphone goes as an audio track; the face comes back as video with the
+    // same sound delay_s late. No STUN/TURN: only this machine's own addresses.
+    const video = $("live-video");
+    canvas.hidden = true; video.hidden = false; video.width = info.width; video.height = info.height;
+    video.muted = !$("live-hear").checked;
+    pc = new RTCPeerConnection({ iceServers: [] });
+    mic.getTracks().forEach(t => pc.addTrack(t, mic));
+    pc.addTransceiver("video", { direction: "recvonly" });
+    const remote = new MediaStream();
+    pc.ontrack = (e) => { remote.addTrack(e.track); video.srcObject = remote; };
+    const t0 = performance.now();
+    const meter = new AudioContext(), an = meter.createAnalyser(), buf = new Float32Array(1024);
+    meter.createMediaStreamSource(mic).connect(an);
+    const tick = setInterval(() => {  // the microphone's level by wall time (for tests)
+      an.getFloatTimeDomainData(buf); let s = 0; for (const v of buf) s += v * v;
+      log.levels.push([(performance.now() - t0) / 1000, Math.sqrt(s / buf.length)]);
+    }, 20);
+    pc.onconnectionstatechange = () => {
+      if (pc && pc.connectionState === "connected") { say("Live (WebRTC): speak. The face follows " + info.delay_s + " s behind you."); $("live-stop").disabled = false; }
+      if (!pc || ["failed", "closed", "disconnected"].includes(pc.connectionState)) { clearInterval(tick); meter.close(); }
+    };
+    log.rtcStart = t0;
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((ok) => {  // the server takes a complete offer (no trickle)
+      if (pc.iceGatheringState === "complete") return ok();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
+      setTimeout(ok, 3000);
+    });
+    const r = await fetch(info.ws.replace(/\/ws$/, "/offer"), { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer" }) });
+    const answer = await r.json();
+    if (!r.ok) { say(answer.detail || ("HTTP " + r.status), true); stopRtc(); stopAudio(); idle(); return; }
+    await pc.setRemoteDescription(answer);
+    window.liveRtc = pc;
+  }
+
   $("live-stop").onclick = () => {
     $("live-stop").disabled = true;
+    if (pc) { stopRtc(); stopAudio(); say("Ended."); log.ended = { type: "end" }; idle(); return; }
     if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "end" }));
     stopAudio();
   };
-  window.addEventListener("pagehide", () => { if (ws) ws.close(); stopAudio(); });
+  window.addEventListener("pagehide", () => { if (ws) ws.close(); stopRtc(); stopAudio(); });
 })();
 </script>
 </body></html>
