@@ -15,7 +15,8 @@ the frame enlarged to 120 px between the eyes: facetalk.eval.mouth.redetect) and
 - "oo": on the frames inside a Rhubarb F cue (the rule path's cues of the same speech),
   the re-detected width over the width of the same photo rendered at rest; and the same
   for the pose F itself (motion.shapes) drawn alone (target <= 0.85);
-- closed: on the frames whose target opening is 0, the re-detected inner-lip gap
+- closed: on the frames whose target lips meet (the renderer's target shape has only the
+  hairline mouth_shape.MIN_GAP between them), the re-detected inner-lip gap
   (eval.mouth.lip_gap: target <= 0.02 IOD) and the teeth-bright pixels in the lip seam
   (eval.mouth.teeth_in_seam: target none).
 
@@ -119,6 +120,7 @@ def measure_face(name: str, models, speech, motion, fps: float, out_dir: Path) -
     from facetalk.eval.mouth import lip_gap, redetect, seam_band, teeth_in_seam
     from facetalk.face.geometry import mouth_width
     from facetalk.motion.shapes import shape_target
+    from facetalk.render.mouth_shape import MIN_GAP, shape_canonical
     from facetalk.render.warp import WarpRenderer
     from facetalk.types import MOUTH_PARAMS, Shape
 
@@ -135,7 +137,11 @@ def measure_face(name: str, models, speech, motion, fps: float, out_dir: Path) -
     col = {p: i for i, p in enumerate(MOUTH_PARAMS)}
     mouth = motion.mouth
     widths, gaps, teeth, band_px = [], [], [], []
-    closed = mouth[:, col["open"]] <= 1e-3
+    # closed target: the renderer's target lips meet (only the hairline MIN_GAP between
+    # them), which an opening of 0 alone does not say (a raised upper lip shows teeth)
+    target_gap = np.array([max(c[lo, 1] - c[up, 1] for up, lo in ((61, 67), (62, 66), (63, 65)))
+                           for c in (shape_canonical(renderer._neutral, m) for m in mouth)])
+    closed = target_gap <= 1.5 * MIN_GAP
     for k in range(len(mouth)):
         out = paste(image, renderer.render(image, lm, mouth[k]))
         found = redetect(models, out, lm)
@@ -205,7 +211,7 @@ def main() -> int:
 
     rows = []
     print(f"{audio_path.name}: {n_frames} frames at {args.fps:g} fps, "
-          f"{int((motion.mouth[:, 0] <= 1e-3).sum())} with a closed target")
+          f"{int((motion.mouth[:, 0] <= 1e-3).sum())} with the opening at 0")
     print("| face | IOD px | width r | 'oo' frames: width / rest (median, min) | pose F width / rest "
           "| closed frames: gap median / max, share <= 0.02 | teeth px in seam (max) |")
     print("|---|---|---|---|---|---|---|")

@@ -125,3 +125,31 @@ def test_rounded_lips_purse_and_push_forward(models, name):
     assert height(oo) >= 1.2 * height(rest), "the lips are pushed forward: fuller from the front"
     assert inner_width(oo) <= 0.75 * inner_width(rest) and lip_gap(oo) > 0.02, "a small opening"
     assert mouth_width(wide) >= 1.1 * mouth_width(rest), "wide spreads them"
+
+
+def test_learned_motion_rounds_on_oo():
+    """The learned motion takes the cues' rounding where it rounds further: the model's 2-D
+    width narrows the mouth by ~0.07 on Rhubarb F, which no viewer sees as a pucker."""
+    from facetalk.context import RunContext
+    from facetalk.media.audio import load_audio
+    from facetalk.motion.learned import ROUND_FROM_CUES, learned_mouth
+    from facetalk.motion.curves import mouth_curves
+    from facetalk.speech.analyse import analyse_speech
+    from facetalk.types import Shape
+
+    path = FACES.parent / "speech" / "en-film-7s.wav"
+    if not path.is_file():
+        pytest.skip("shared test media not available")
+    speech = analyse_speech(load_audio(str(path)), None, RunContext())
+    fps, n = 25.0, int(speech.duration * 25)
+    rnd = MOUTH_PARAMS.index("round")
+    learned, rules = learned_mouth(speech, fps, n), mouth_curves(speech, fps, n)
+    times = np.arange(n) / fps
+    in_f = np.zeros(n, bool)
+    for cue in speech.cues:
+        if Shape(cue.shape) == Shape.F:
+            in_f |= (times >= cue.start) & (times < cue.end)
+    assert in_f.any(), "the recording has 'oo' cues"
+    assert np.all(learned[:, rnd] >= ROUND_FROM_CUES * rules[:, rnd] - 1e-6)
+    print(f"round on F frames: median {np.median(learned[in_f, rnd]):.2f}")
+    assert np.median(learned[in_f, rnd]) >= 0.5

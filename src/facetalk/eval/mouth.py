@@ -49,8 +49,9 @@ def seam_band(shape: tuple[int, int], lm: np.ndarray, width: float = 0.06) -> tu
 def teeth_in_seam(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """(h, w) bool: teeth-bright pixels in the lip seam of frame (H, W, 3) uint8 RGB with
     its (68, 2) landmarks: brighter than the lips around them (their median luma + 0.12)
-    and far paler (redness (R-G)/(R+G+B) under 0.4 of theirs; on a grey photo brightness
-    alone). A closed mouth drawn over a toothy photo must have none."""
+    and far paler (redness (R-G)/(R+G+B) under 0.4 of theirs; on a grey photo, brighter
+    than the lips' 99th percentile + 0.05). A closed mouth drawn over a toothy photo must
+    have none."""
     band, lips = seam_band(frame.shape[:2], lm)
     body = lips & ~band
     if body.sum() < 10:
@@ -59,9 +60,13 @@ def teeth_in_seam(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
     luma = px @ LUMA
     red = (px[..., 0] - px[..., 1]) / np.maximum(px.sum(axis=2), 1e-3)
     lip_red = float(np.median(red[body]))
-    bright = luma > float(np.median(luma[body])) + 0.12
-    pale = red < 0.4 * lip_red if lip_red > 0.03 else np.ones_like(bright)
-    return bright & pale & band
+    if lip_red > 0.03:
+        bright = luma > float(np.median(luma[body])) + 0.12
+        pale = red < 0.4 * lip_red
+        return bright & pale & band
+    # a grey photo: only brightness tells, and a shiny lower lip is as bright as teeth;
+    # teeth are then what is brighter than anything on the lips around the seam
+    return (luma > float(np.percentile(luma[body], 99)) + 0.05) & band
 
 
 def seam_profile(frame: np.ndarray, lm: np.ndarray, reach: float = 0.03, span: float = 0.8
