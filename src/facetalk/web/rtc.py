@@ -38,7 +38,7 @@ class Answer(BaseModel):
 def add_rtc_route(router, hub) -> None:
     from fastapi.concurrency import run_in_threadpool
 
-    from .live import LiveBusy, _Detail, _Runner
+    from .live import _Detail, _Runner
     from .uploads import NotFound, WebError
 
     @router.post("/v1/live/{sid}/offer", response_model=Answer, tags=["live"],
@@ -61,7 +61,6 @@ def add_rtc_route(router, hub) -> None:
             hub.release(sid)
             raise
 
-    _ = LiveBusy  # the 429 of a full server comes from POST /v1/live
 
 
 async def _answer(hub, slot, offer: Offer, runner_cls, run_in_threadpool) -> dict:
