@@ -106,3 +106,11 @@ def stream_durations(path: Path) -> dict:
         meta = dict(c.metadata)
         fps = float(v.average_rate)
     return {"video": vdur, "audio": adur, "fps": fps, "metadata": meta}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """monkeypatch for module-scoped fixtures (an environment a whole test module shares)."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

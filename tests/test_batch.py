@@ -29,13 +29,6 @@ from .conftest import decode_video, espeak, read_wav
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def home(tmp_path_factory, monkeypatch_module) -> Path:
     h = tmp_path_factory.mktemp("batch-home")
     monkeypatch_module.setenv("FACETALK_HOME", str(h))

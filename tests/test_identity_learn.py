@@ -36,13 +36,6 @@ def home(tmp_path_factory, monkeypatch_module) -> Path:
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def footage(media, tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("footage")
     talking = media / "talking"

@@ -36,13 +36,6 @@ OPEN = MOUTH_PARAMS.index("open")
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def home(tmp_path_factory, monkeypatch_module) -> Path:
     h = tmp_path_factory.mktemp("home")
     monkeypatch_module.setenv("FACETALK_HOME", str(h))

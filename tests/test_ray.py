@@ -42,13 +42,6 @@ from .conftest import decode_video, espeak, read_wav, write_wav
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
