@@ -6,6 +6,7 @@ its fixed delay."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,6 +21,7 @@ from facetalk.live import LEVELS, LiveOptions, LiveSession, Pacer, prepare_face
 from facetalk.live.audio import LiveMouth
 from facetalk.live.idle import IdleStream
 from facetalk.media.audio import load_audio
+from facetalk.types import MOUTH_PARAMS
 
 from .cli_helpers import assert_one_line_error, run_cli
 from .conftest import decode_video, stream_durations
@@ -254,3 +256,21 @@ def test_live_cli_no_face(tmp_path, capsys, speech_with_pause):
     code, _, err = run_cli(capsys, "live", "--face", blank_photo(tmp_path / "blank.png"), "--audio",
                            speech_with_pause["path"], "-o", tmp_path / "x.mp4")
     assert_one_line_error(code, err, "no face")
+
+
+def test_an_identitys_own_amplitude_scales_the_live_mouth(face, speech_with_pause):
+    """A person measured to open twice as far (LiveFace.amplitude, read off an identity's
+    footage as a render reads it) opens the live mouth twice as far for the same sound."""
+    samples = load_audio(speech_with_pause["path"]).samples
+    opened = {}
+    for amp in (0.25, 0.5):
+        person = dataclasses.replace(face, amplitude=(amp, 0.2, 0.2), _levels={})
+        session = LiveSession(person, LiveOptions(fps=FPS))
+        session.push(samples)
+        session.end()
+        plans = iter(lambda: session.plan(None), None)
+        opened[amp] = np.array([p.mouth[MOUTH_PARAMS.index("open")] for p in plans])
+    assert len(opened[0.25]) == len(opened[0.5]) > 50
+    speaking = opened[0.25] > 0.02
+    assert speaking.sum() > 10
+    np.testing.assert_allclose(opened[0.5][speaking], 2 * opened[0.25][speaking], rtol=0.02, atol=2e-3)

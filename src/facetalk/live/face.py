@@ -40,12 +40,15 @@ class Level:
 @dataclass
 class LiveFace:
     """image: (H, W, 3) uint8 at the live size (sides even); landmarks (68, 2) float32 in it;
-    shapes: a person's shape table (an identity's) or None; source: what it came from."""
+    shapes: a person's shape table (an identity's) or None; amplitude: the person's mouth
+    amplitude measured on their footage (identity.shapes.footage_amplitude) or None;
+    source: what it came from."""
 
     image: np.ndarray
     landmarks: np.ndarray
     source: str
     shapes: np.ndarray | None = None
+    amplitude: tuple[float, float, float] | None = None
     identity: str | None = None
     _levels: dict[float, Level] = field(default_factory=dict, repr=False)
 
@@ -101,7 +104,7 @@ def prepare_face(face: str | None = None, identity: str | None = None, size: int
     if not MIN_SIZE <= int(size) <= MAX_SIZE:
         raise InputError(f"--size {size} is out of range for live ({MIN_SIZE} to {MAX_SIZE}, the long side)")
     models = models or FaceModels()
-    shapes, ref = None, None
+    shapes, ref, amplitude = None, None, None
     if identity:
         if registry is None:
             from ..home import facetalk_home
@@ -110,6 +113,9 @@ def prepare_face(face: str | None = None, identity: str | None = None, size: int
             registry = Registry(facetalk_home())
         ident = registry.load(identity)
         shapes, ref = ident.shapes, ident.ref
+        from ..identity.shapes import footage_amplitude
+
+        amplitude = footage_amplitude(ident.clip_landmarks, ident.neutral)  # how far they move, as in a render
         if not face:
             face = str(ident.reference)
     if not face:
@@ -129,4 +135,4 @@ def prepare_face(face: str | None = None, identity: str | None = None, size: int
     image = np.ascontiguousarray(framing.apply(image))
     landmarks = track_image(models, image, face_index=face_index, source=face)
     return LiveFace(image=image, landmarks=landmarks.astype(np.float32), source=str(face), shapes=shapes,
-                    identity=ref)
+                    amplitude=amplitude, identity=ref)

@@ -182,7 +182,7 @@ class LiveSession:
         self.idle = IdleStream(self.options.seed, self.fps, still=self.options.still)
         self.pacer = Pacer(self.fps, self.options.adapt)
         self.stats = LiveStats()
-        self._gains = gains(face.shapes)
+        self._gains = gains(face.shapes, face.amplitude)
         self._lock = threading.Lock()
         self._rows: deque[np.ndarray] = deque()  # gated (open, width) rows from row _row0 on
         self._row0 = 0
