@@ -274,3 +274,31 @@ def test_an_identitys_own_amplitude_scales_the_live_mouth(face, speech_with_paus
     speaking = opened[0.25] > 0.02
     assert speaking.sum() > 10
     np.testing.assert_allclose(opened[0.5][speaking], 2 * opened[0.25][speaking], rtol=0.02, atol=2e-3)
+
+
+def test_live_recording_shows_the_label_and_says_what_made_it(tmp_path, capsys, photo, speech_with_pause):
+    """Like a render: the visible AI-generated label on every frame (only its corner box
+    changes), --no-label leaves it off, and the MP4's tags say which."""
+    import av
+
+    from facetalk.finish.label import Label
+    from facetalk.finish.options import DEFAULT_LABEL_TEXT
+
+    got = {}
+    for flag in ("--label", "--no-label"):
+        out = tmp_path / f"{flag}.mp4"
+        code, _, err = run_cli(capsys, "live", "--face", photo, "--audio", speech_with_pause["path"], "-o", out,
+                               "--size", 256, "--fast", "--still", flag)
+        assert code == 0, err
+        with av.open(str(out)) as c:
+            tags = dict(c.metadata)
+        got[flag] = (decode_video(out)[0], tags)
+    (labelled, tags), (bare, bare_tags) = got["--label"], got["--no-label"]
+    h, w = labelled[0].shape[:2]
+    x0, y0, x1, y1 = Label(DEFAULT_LABEL_TEXT, w, h).box
+    for a, b in zip(labelled[::10], bare[::10]):
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2)
+        assert diff[y0:y1, x0:x1].mean() > 15  # the label is there
+        assert diff[: y0 - 16].mean() < 2  # and the picture above it is the same
+    assert tags["ai_generated"] == "true" and "AI-generated" in tags["label"] and tags["renderer"] == "warp (live)"
+    assert bare_tags["ai_generated"] == "true" and bare_tags["label"] == "none"

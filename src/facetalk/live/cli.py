@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..finish.options import DEFAULT_LABEL_TEXT
 
 
 @click.command("live")
@@ -27,9 +28,12 @@ from ..errors import InputError
 @click.option("--face-index", type=int, default=None, help="Which face when several (0 = the largest).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a JSON report: per frame index, pts, sent time, mouth opening, scale; skips and level changes.")
+@click.option("--label/--no-label", default=True, show_default=True,
+              help="Show the visible AI-generated label on every frame (the MP4 says it is AI-generated either way).")
+@click.option("--label-text", default=DEFAULT_LABEL_TEXT, show_default=True, help="Words of the visible label.")
 @click.option("--quiet", is_flag=True)
 def live_command(face, identity, audio, output, size, fps, delay_s, fast, no_adapt, workers, seed, still, face_index,
-                 report_path, quiet) -> None:
+                 report_path, label, label_text, quiet) -> None:
     """Stream --audio through the live path at real-time pace and record the result.
 
     What `facetalk serve`'s live endpoint does for a microphone, from a file: frames are
@@ -47,7 +51,8 @@ def live_command(face, identity, audio, output, size, fps, delay_s, fast, no_ada
         raise InputError(f"--audio {audio}: no such file")
     classify(audio, role="--audio")
     check_output_path(output)
-    options = LiveOptions(fps=fps, delay_s=delay_s, seed=seed, still=still, adapt=not no_adapt)
+    options = LiveOptions(fps=fps, delay_s=delay_s, seed=seed, still=still, adapt=not no_adapt, label=label,
+                          label_text=label_text)
     options.check()
     live_face = prepare_face(face, identity, size=size, face_index=face_index)
     session = LiveSession(live_face, options, workers=workers)

@@ -154,6 +154,14 @@ def feed_file(session: LiveSession, samples: np.ndarray, realtime: bool = True,
     return time.monotonic() - t0
 
 
+def _recording_metadata(session: LiveSession) -> dict[str, str]:
+    """The container tags a render writes (finish.provenance), for a live recording."""
+    from ..finish.provenance import provenance_metadata
+
+    return provenance_metadata(renderer="warp (live)", identity=session.face.identity,
+                               label=session.options.label_description())
+
+
 def run_file(session: LiveSession, audio_path: str | Path, output: str | Path | None = None,
              realtime: bool = True, crf: int = 20, on_frame: Callable[[LiveFrame], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> LiveResult:
@@ -165,7 +173,7 @@ def run_file(session: LiveSession, audio_path: str | Path, output: str | Path | 
     log = FrameLog()
     w, h = session.face.size
     writer = VideoWriter(output, w, h, session.fps, audio_path=audio_path, crf=crf,
-                         metadata={"comment": "facetalk live recording (AI-generated)"}) if output else None
+                         metadata=_recording_metadata(session)) if output else None
     state = {"last": None, "written": 0}
 
     def take(frame: LiveFrame) -> None:

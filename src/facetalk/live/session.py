@@ -30,6 +30,8 @@ import numpy as np
 
 from ..composite import paste
 from ..errors import InputError
+from ..finish.label import Label
+from ..finish.options import DEFAULT_LABEL_TEXT
 from ..lips.model import LipModel, lip_model
 from ..motion.learned import gains
 from ..types import ANALYSIS_RATE, MOUTH_PARAMS, SAMPLE_RATE
@@ -48,7 +50,8 @@ class LiveOptions:
     """fps: frames a second; delay_s: how far behind the audio each frame is sent (at
     least MIN_DELAY_S); seed: idle motion; still: no blinks, sway or breathing;
     adapt: step down (scale, then rate) when rendering is too slow, and back up;
-    color_match: as render's."""
+    color_match: as render's; label, label_text: the visible AI-generated label drawn on
+    every frame, as render draws it (finish.label)."""
 
     fps: float = 25.0
     delay_s: float = 0.32
@@ -56,12 +59,20 @@ class LiveOptions:
     still: bool = False
     adapt: bool = True
     color_match: str = "mean"
+    label: bool = True
+    label_text: str = DEFAULT_LABEL_TEXT
 
     def check(self) -> None:
         if not 1 <= self.fps <= 60:
             raise InputError(f"--fps {self.fps} is out of range for live (1 to 60)")
         if not MIN_DELAY_S <= self.delay_s <= 5.0:
             raise InputError(f"--delay {self.delay_s} is out of range ({MIN_DELAY_S} to 5 seconds)")
+        if self.label and not self.label_text.strip():
+            raise InputError("--label-text is empty: give the label's words, or --no-label")
+
+    def label_description(self) -> str:
+        """As FinishOptions.label_description: what the recording's metadata says of the label."""
+        return f"{self.label_text} (bottom-right)" if self.label else "none"
 
 
 @dataclass
@@ -183,6 +194,7 @@ class LiveSession:
         self.pacer = Pacer(self.fps, self.options.adapt)
         self.stats = LiveStats()
         self._gains = gains(face.shapes, face.amplitude)
+        self._label = Label(self.options.label_text, *face.size) if self.options.label else None
         self._lock = threading.Lock()
         self._rows: deque[np.ndarray] = deque()  # gated (open, width) rows from row _row0 on
         self._row0 = 0
@@ -331,6 +343,9 @@ class LiveSession:
         w, h = self.face.size
         if out.shape[1] != w or out.shape[0] != h:
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self._label is not None:
+            out = np.array(out) if out is frame else out  # never draw on the prepared still
+            self._label.apply(out)
         render_s = time.perf_counter() - t0
         sent = None if clock is None else clock + render_s
         with self._lock:
