@@ -128,14 +128,17 @@ def test_rounded_lips_purse_and_push_forward(models, name):
 
 
 def test_learned_motion_rounds_on_oo():
-    """The learned motion takes the cues' rounding where it rounds further: the model's 2-D
-    width narrows the mouth by ~0.07 on Rhubarb F, which no viewer sees as a pucker."""
+    """The learned motion takes the cues' rounding where the model hears the mouth narrow
+    too: the model's 2-D width alone narrows it by ~0.07 on Rhubarb F, which no viewer
+    sees as a pucker; the cues alone (acoustic, no transcript) round where real speakers
+    do not (facetalk eval's width r0 fell 0.33 -> 0.27 with them ungated)."""
     from facetalk.context import RunContext
+    from facetalk.lips.model import lip_model
     from facetalk.media.audio import load_audio
-    from facetalk.motion.learned import ROUND_FROM_CUES, learned_mouth
     from facetalk.motion.curves import mouth_curves
+    from facetalk.motion.learned import ROUND_AGREE, ROUND_FROM_CUES, learned_mouth
     from facetalk.speech.analyse import analyse_speech
-    from facetalk.types import Shape
+    from facetalk.types import ANALYSIS_RATE, Shape
 
     path = FACES.parent / "speech" / "en-film-7s.wav"
     if not path.is_file():
@@ -150,6 +153,12 @@ def test_learned_motion_rounds_on_oo():
         if Shape(cue.shape) == Shape.F:
             in_f |= (times >= cue.start) & (times < cue.end)
     assert in_f.any(), "the recording has 'oo' cues"
-    assert np.all(learned[:, rnd] >= ROUND_FROM_CUES * rules[:, rnd] - 1e-6)
-    print(f"round on F frames: median {np.median(learned[in_f, rnd]):.2f}")
-    assert np.median(learned[in_f, rnd]) >= 0.5
+    # where the model narrows the mouth by ROUND_AGREE or more, the cues' rounding holds
+    width = np.interp(times * ANALYSIS_RATE, np.arange(len(speech.mel)), lip_model().predict(speech.mel)[:, 1])
+    narrow = width <= -ROUND_AGREE - 0.05
+    assert narrow.any()
+    assert np.all(learned[narrow, rnd] >= ROUND_FROM_CUES * rules[narrow, rnd] - 0.05)
+    print(f"round on F frames: {np.round(learned[in_f, rnd], 2)}; elsewhere > 0.3 on "
+          f"{int((learned[~in_f, rnd] > 0.3).sum())} of {int((~in_f).sum())} frames")
+    assert np.max(learned[in_f, rnd]) >= 0.6, "an 'oo' rounds the lips"
+    assert np.mean(learned[~in_f, rnd] > 0.3) < 0.05, "other sounds do not"

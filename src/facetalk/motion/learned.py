@@ -10,7 +10,8 @@ speaker's own range (lips.data). Here they become the renderer's parameters:
   standard deviation of the person's width, or the table's B width and F rounding);
 - upper, lower, teeth: from the rule path's cues (teeth on F/V, the lip raise of EE), which
   2-D landmarks cannot teach; round at least ROUND_FROM_CUES of the cues' (the pucker of
-  "oo", which the model's 2-D width barely shows).
+  "oo", which the model's 2-D width barely shows) where the model hears the mouth narrow
+  (fully from ROUND_AGREE standard deviations below the speaker's usual width).
 The mouth closes where there is no voice activity within a fraction of a second (the model
 hears breaths and noise too), so silence renders a closed mouth; frames are read at their
 centre time from the 100-per-second predictions.
@@ -29,6 +30,7 @@ from .shapes import target_table
 OPEN_GAIN = 0.75  # renderer opening of a speaker's wide-open (their 95th percentile) mouth
 WIDTH_GAIN = 0.3  # wide (or round) per standard deviation of the speaker's width
 ROUND_FROM_CUES = 0.8  # share of the cues' rounding (F: "oo", "o", "w"; E) the lips take at least
+ROUND_AGREE = 0.5  # ... where the model's width is this many standard deviations below usual
 SILENCE_REACH_S = 0.15  # the mouth may open this long before voice starts and after it ends
 _COL = {p: i for i, p in enumerate(MOUTH_PARAMS)}
 _RULE_COLUMNS = ("upper", "lower", "teeth")
@@ -107,7 +109,11 @@ def learned_mouth(speech: Speech, fps: float, n_frames: int, table: np.ndarray |
     # rounding: the model's narrowing, or the cues' where they round further. 2-D width
     # alone under-states a pucker (the lips go forward more than they come in: the model
     # gives ~0.07 on Rhubarb F, the cues' table 1.0)
-    out[:, _COL["round"]] = np.maximum(g_round * np.clip(-width, 0.0, None), ROUND_FROM_CUES * rules[:, _COL["round"]])
+    # (only as far as the model hears the mouth narrow at all: half a standard deviation
+    # below the speaker's usual width lets the cues round fully)
+    agree = np.clip(-width / ROUND_AGREE, 0.0, 1.0)
+    out[:, _COL["round"]] = np.maximum(g_round * np.clip(-width, 0.0, None),
+                                       ROUND_FROM_CUES * rules[:, _COL["round"]] * agree)
     for col in _RULE_COLUMNS:
         out[:, _COL[col]] = rules[:, _COL[col]]
     return np.clip(out, 0.0, 1.0).astype(np.float32)
