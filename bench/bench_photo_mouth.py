@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 SHEET_POSES = (("rest", "X"), ("closed", "A"), ("wide open", "D"), ("oo", "F"), ("f/v", "G"))
-CROP_W = 150  # px of each mouth crop in a contact sheet
+CROP_W = 136  # px of each mouth crop in a contact sheet (a sheet stays under 150 KB)
 TARGET_R, TARGET_OO, TARGET_GAP = 0.8, 0.85, 0.02
 
 
