@@ -203,3 +203,21 @@ def test_closing_a_toothy_video_mouth_leaves_no_teeth_between_the_lips(talking, 
         px = out[lips > 0].astype(np.float32) / 255
         pale_bright = (px @ [0.299, 0.587, 0.114] > 0.65) & (px.max(1) - px.min(1) < 0.15)
         assert pale_bright.mean() < 0.03, f"frame {k}: {pale_bright.mean():.1%} of the lips look like teeth"
+
+
+def test_pchip_is_scipys_monotone_cubic():
+    """render.pchip draws the lip lines without scipy's per-call set-up: the same curve,
+    ends and extrapolation included, on random short curves with flat and turning parts."""
+    from scipy.interpolate import PchipInterpolator
+
+    from facetalk.render.pchip import pchip
+
+    rng = np.random.default_rng(0)
+    for i in range(500):
+        n = int(rng.integers(2, 9))
+        x = np.cumsum(rng.uniform(1e-4, 1.0, n))
+        y = rng.normal(size=n)
+        if i % 4 == 0 and n > 3:
+            y[1:3] = y[0]  # a flat run
+        t = np.linspace(x[0] - 0.3, x[-1] + 0.3, 50)
+        np.testing.assert_allclose(pchip(x, y, t), PchipInterpolator(x, y)(t), rtol=1e-9, atol=1e-9)

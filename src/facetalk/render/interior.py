@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from ..face.geometry import apply, interocular, invert, to_canonical
 from .mouth_shape import JAW_DROP, hairline, neutral_from
+from .pchip import pchip
 
 # Tooth boundaries from the midline outwards (canonical units): centrals, laterals,
 # canines, premolars; spacing shrinks to the side as the arch turns away.
@@ -59,16 +59,15 @@ def _polygon_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
 
 class _LipLine:
     """Smooth y(x) through a few canonical lip points: a monotone cubic (PCHIP) sampled
-    once on a fine table, then read with np.interp. Evaluating scipy's interpolator on
+    once on a fine table (render.pchip), then read with np.interp. Evaluating a spline on
     every pixel of the mouth cost more than the rest of the interior painting."""
 
     SAMPLES = 96
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray) -> None:
-        spline = PchipInterpolator(xs, ys, extrapolate=True)
         span = xs[-1] - xs[0]
         self.tx = np.linspace(xs[0] - 0.25 * span, xs[-1] + 0.25 * span, self.SAMPLES)
-        self.ty = spline(self.tx)
+        self.ty = pchip(xs, ys, self.tx)  # extrapolated past the ends, as scipy's extrapolate=True
 
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         return np.interp(x, self.tx, self.ty).astype(np.float32)

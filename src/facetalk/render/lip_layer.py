@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d, label, maximum_filter1d, median_filter, minimum_filter1d
 
 from ..face.geometry import apply, invert
 from .mouth_shape import hairline
+from .pchip import pchip
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 GREY_REDNESS = 0.03  # lips less red than this: a grey photo (or grey lips)
@@ -45,7 +45,7 @@ def _smooth_curve(c: np.ndarray, idx: list[int], n: int = 64) -> tuple[np.ndarra
     for k in range(1, len(xs)):
         xs[k] = max(xs[k], xs[k - 1] + 1e-5)
     tx = np.linspace(xs[0], xs[-1], n)
-    return tx, PchipInterpolator(xs, pts[:, 1])(tx)
+    return tx, pchip(xs, pts[:, 1], tx)
 
 
 class _Curve:
