@@ -114,3 +114,18 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+def photo_landmarks(models, img: np.ndarray) -> np.ndarray:
+    """(68, 2) landmarks of the largest face of an RGB photo of any size: found on a copy
+    at most 1000 px on its long side (dlib's detector is slow on big photos), the points
+    placed on the full-size photo."""
+    import cv2
+
+    from facetalk.face.detect import FaceBox, detect_faces, find_landmarks
+
+    scale = min(1.0, 1000 / max(img.shape[:2]))
+    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else img
+    b = detect_faces(models, small)[0]
+    box = FaceBox(int(b.x0 / scale), int(b.y0 / scale), int(b.x1 / scale), int(b.y1 / scale), b.score)
+    return find_landmarks(models, img, box)

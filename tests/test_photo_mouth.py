@@ -16,7 +16,6 @@ import pytest
 
 from facetalk.composite import paste
 from facetalk.eval.mouth import lip_gap, redetect
-from facetalk.face.detect import FaceBox, detect_faces, find_landmarks
 from facetalk.face.geometry import apply, interocular, mouth_width, to_canonical
 from facetalk.face.models import FaceModels
 from facetalk.pipeline import RenderRequest, _renderer_options
@@ -24,6 +23,8 @@ from facetalk.render.base import get_renderer
 from facetalk.render.mouth_shape import neutral_from, relax_expression, smile_amount
 from facetalk.render.warp import WarpRenderer
 from facetalk.types import MOUTH_PARAMS
+
+from .conftest import photo_landmarks
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "media" / "faces"
 
@@ -40,11 +41,7 @@ def _photo(models: FaceModels, name: str) -> tuple[np.ndarray, np.ndarray]:
         if not (FACES / name).is_file():
             pytest.skip("shared test media not available")
         img = cv2.imread(str(FACES / name), cv2.IMREAD_COLOR)[..., ::-1].copy()
-    scale = min(1.0, 1000 / max(img.shape[:2]))
-    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else img
-    b = detect_faces(models, small)[0]
-    box = FaceBox(int(b.x0 / scale), int(b.y0 / scale), int(b.x1 / scale), int(b.y1 / scale), b.score)
-    return img, find_landmarks(models, img, box)
+    return img, photo_landmarks(models, img)
 
 
 def _corner_lift(lm: np.ndarray) -> float:

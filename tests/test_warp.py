@@ -23,6 +23,8 @@ from facetalk.render.mouth_shape import neutral_from, target_landmarks
 from facetalk.render.warp import WarpRenderer
 from facetalk.types import MOUTH_PARAMS
 
+from .conftest import photo_landmarks
+
 FACES = Path(__file__).resolve().parents[2] / "shared" / "media" / "faces"
 pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason="shared test media not available")
 
@@ -34,11 +36,7 @@ def models() -> FaceModels:
 
 def _load(models: FaceModels, name: str) -> tuple[np.ndarray, np.ndarray]:
     img = cv2.imread(str(FACES / name), cv2.IMREAD_COLOR)[..., ::-1].copy()
-    scale = min(1.0, 1000 / max(img.shape[:2]))
-    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else img
-    b = detect_faces(models, small)[0]
-    box = FaceBox(int(b.x0 / scale), int(b.y0 / scale), int(b.x1 / scale), int(b.y1 / scale), b.score)
-    return img, find_landmarks(models, img, box)
+    return img, photo_landmarks(models, img)
 
 
 def _redetect(models: FaceModels, img: np.ndarray, lm: np.ndarray) -> np.ndarray:
