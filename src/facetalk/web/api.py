@@ -194,25 +194,10 @@ def api_router(service: Service) -> APIRouter:
                  responses={**ERRORS, 413: {"model": Detail}}, openapi_extra={"requestBody": _render_body_schema()})
     async def submit_job(request: Request, response: Response) -> dict:
         """Queue a render: multipart (face and audio uploaded, or given as text) or JSON."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        form = None
-        if ctype == "multipart/form-data":
-            form = await uploads.receive_form(request, config.home, {k: k for k in UPLOAD_KEYS},  # role = field
-                                              config.max_upload_bytes)
-            raw: dict = {k: v[-1] for k, v in form.fields.items()}
-            files = {k: v[-1] for k, v in form.files.items()}
-            for k in files:
-                raw.pop(k, None)
-        elif ctype == "application/json":
-            try:
-                raw = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError):
-                raise WebError("the body is not valid JSON") from None
-            if not isinstance(raw, dict):
-                raise WebError("the body must be a JSON object")
-            files = {}
-        else:
-            raise WebError("send multipart/form-data (to upload files) or application/json")
+        raw, files, form = await uploads.receive_body(request, config.home, {k: k for k in UPLOAD_KEYS},  # role = field
+                                                      config.max_upload_bytes)
+        for k in files:
+            raw.pop(k, None)
         try:
             try:
                 opts = RenderOptions.model_validate(raw)

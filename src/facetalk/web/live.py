@@ -201,24 +201,12 @@ def live_router(service, hub: LiveHub) -> APIRouter:
                  openapi_extra={"requestBody": _body_schema()}, description=__doc__.split("\n\n", 1)[1])
     async def create_live(request: Request) -> dict:
         """Open a live session: a talking face that speaks as your audio arrives."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         sid = hub.reserve()
         form = None
         try:
-            if ctype == "multipart/form-data":
-                form = await uploads.receive_form(request, config.home, {"face": "face"}, config.max_upload_bytes)
-                raw: dict = {k: v[-1] for k, v in form.fields.items()}
-                upload = form.files.get("face", [None])[-1]
-            elif ctype == "application/json":
-                try:
-                    raw = json.loads(await request.body())
-                except (ValueError, UnicodeDecodeError):
-                    raise WebError("the body is not valid JSON") from None
-                if not isinstance(raw, dict):
-                    raise WebError("the body must be a JSON object")
-                upload = None
-            else:
-                raise WebError("send multipart/form-data (to upload a face) or application/json")
+            raw, files, form = await uploads.receive_body(request, config.home, {"face": "face"},
+                                                          config.max_upload_bytes, what="a face")
+            upload = files.get("face")
             if upload is not None:
                 raw.pop("face", None)
             try:

@@ -13,6 +13,7 @@ gives, naming the file as the user named it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -181,6 +182,27 @@ class _Parts:
 
     def on_part_end(self) -> None:
         self.events.append(("end", b""))
+
+
+async def receive_body(request, home: Path, file_roles: dict[str, str], limit: int, what: str = "files"
+                       ) -> tuple[dict, dict[str, "Upload"], Form | None]:
+    """A request's fields, from multipart/form-data (files streamed to an upload folder, as
+    receive_form) or a JSON object: (fields, the last value of each; files, the last upload
+    of each file field; the form, None for JSON). what: what the multipart form uploads, for
+    the error naming the content types. Raises WebError (and receive_form's errors)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await receive_form(request, home, file_roles, limit)
+        return {k: v[-1] for k, v in form.fields.items()}, {k: v[-1] for k, v in form.files.items()}, form
+    if ctype == "application/json":
+        try:
+            raw = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise WebError("the body is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise WebError("the body must be a JSON object")
+        return raw, {}, None
+    raise WebError(f"send multipart/form-data (to upload {what}) or application/json")
 
 
 async def receive_form(request, home: Path, file_roles: dict[str, str], limit: int) -> Form:
