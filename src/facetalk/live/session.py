@@ -343,8 +343,7 @@ class LiveSession:
         w, h = self.face.size
         if out.shape[1] != w or out.shape[0] != h:
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
-        if self._label is not None:
-            out = np.array(out) if out is frame else out  # never draw on the prepared still
+        if self._label is not None:  # out is always a new array (paste, np.array or resize made it)
             self._label.apply(out)
         render_s = time.perf_counter() - t0
         sent = None if clock is None else clock + render_s
